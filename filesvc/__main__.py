@@ -1,0 +1,5 @@
+import sys
+
+from filesvc.cli import main
+
+sys.exit(main())

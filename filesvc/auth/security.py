@@ -1,0 +1,87 @@
+"""Password hashing (Argon2) and access tokens (JWT, HS256 only)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+ALGORITHM = "HS256"
+_hasher = PasswordHasher()
+# Verified when the user does not exist, so a login costs the same either way.
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordCheck:
+    ok: bool
+    new_hash: str | None = None  # set when the stored hash uses outdated parameters
+
+
+def _verify(password_hash: str | None, password: str) -> PasswordCheck:
+    try:
+        _hasher.verify(password_hash or _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return PasswordCheck(ok=False)
+    if password_hash is None:
+        return PasswordCheck(ok=False)
+    if _hasher.check_needs_rehash(password_hash):
+        return PasswordCheck(ok=True, new_hash=_hasher.hash(password))
+    return PasswordCheck(ok=True)
+
+
+async def verify_password(password_hash: str | None, password: str) -> PasswordCheck:
+    # Argon2 is deliberately slow: keep it off the event loop.
+    return await asyncio.to_thread(_verify, password_hash, password)
+
+
+async def hash_password(password: str) -> str:
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
+def create_access_token(user_id: str, secret: str, ttl_seconds: int) -> str:
+    now = datetime.now(UTC)
+    claims = {"sub": user_id, "iat": now, "exp": now + timedelta(seconds=ttl_seconds)}
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def decode_access_token(token: str, secret: str) -> str | None:
+    """The user id in a valid, unexpired token, else None."""
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "iat", "sub"]}
+        )
+    except jwt.PyJWTError:
+        return None
+    subject = claims.get("sub")
+    return subject if isinstance(subject, str) else None
+
+
+def load_or_create_secret_key(data_dir: Path) -> str:
+    """The signing key kept in the data dir, created on first start (mode 0600)."""
+    path = data_dir / "secret_key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = data_dir / f".secret_key.{secrets.token_hex(8)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+            f.flush()
+            os.fsync(f.fileno())
+        # link() is create-only: when workers start together, the first key wins
+        # and nobody ever reads a half-written file.
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+        tmp.unlink()
+    key = path.read_text().strip()
+    if len(key) < 32:
+        raise RuntimeError(f"{path} holds no usable key; delete it to make a new one")
+    return key

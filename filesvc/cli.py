@@ -1,0 +1,149 @@
+"""The `filesvc` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+
+from filesvc.config import Settings
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("FILESVC_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
+    from filesvc.migrate import upgrade
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    print("database is up to date")
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from filesvc.auth.security import load_or_create_secret_key
+
+    if args.workers > 1 and not settings.redis_url:
+        print(
+            "filesvc: --workers > 1 needs FILESVC_REDIS_URL: without Redis, live progress and "
+            "file events stay inside one worker and subscribers on the others would miss them.",
+            file=sys.stderr,
+        )
+        return 2
+    if not args.no_migrate:
+        cmd_migrate(settings, args)
+    if settings.secret_key is None:
+        load_or_create_secret_key(settings.data_dir)  # before workers race to create it
+    uvicorn.run(
+        "filesvc.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        # Our own middleware logs requests without query strings (tokens may be there).
+        access_log=False,
+        log_config=None,
+        proxy_headers=True,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+async def _users(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from filesvc.db import Database
+    from filesvc.users import service
+    from filesvc.users.errors import UsernameTaken
+    from filesvc.users.models import Role, User
+
+    db = Database(settings.resolved_database_url)
+    try:
+        async with db.sessionmaker() as session:
+            if args.users_command == "create":
+                password = os.environ.get("FILESVC_NEW_USER_PASSWORD") or getpass.getpass(
+                    f"password for {args.name}: "
+                )
+                if len(password) < 8:
+                    print("filesvc: passwords need at least 8 characters", file=sys.stderr)
+                    return 2
+                try:
+                    user = await service.create_user(session, args.name, password, Role(args.role))
+                except UsernameTaken:
+                    print(f"filesvc: user {args.name!r} exists", file=sys.stderr)
+                    return 1
+                await session.commit()
+                print(f"created {user.username} ({user.role.value}) id={user.id}")
+            elif args.users_command == "list":
+                for user in await service.list_users(session):
+                    state = " disabled" if user.disabled else ""
+                    print(f"{user.id}  {user.username:<24} {user.role.value}{state}")
+            elif args.users_command == "set-role":
+                found = await session.scalar(select(User).where(User.username == args.name))
+                if found is None:
+                    print(f"filesvc: no user {args.name!r}", file=sys.stderr)
+                    return 1
+                found.role = Role(args.role)
+                await session.commit()
+                print(f"{found.username} is now {found.role.value}")
+    finally:
+        await db.dispose()
+    return 0
+
+
+def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
+    return asyncio.run(_users(settings, args))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="filesvc", description="File storage and streaming service"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP server (migrates first)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--no-migrate", action="store_true", help="skip the migration step")
+    serve.set_defaults(handler=cmd_serve)
+
+    migrate = commands.add_parser("migrate", help="upgrade the database schema")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    roles = ["viewer", "editor", "admin"]
+    users = commands.add_parser("users", help="manage users")
+    users_commands = users.add_subparsers(dest="users_command", required=True)
+    create = users_commands.add_parser(
+        "create", help="create a user (password from FILESVC_NEW_USER_PASSWORD or a prompt)"
+    )
+    create.add_argument("name")
+    create.add_argument("--role", choices=roles, default="viewer")
+    users_commands.add_parser("list", help="list users")
+    set_role = users_commands.add_parser("set-role", help="change a user's role")
+    set_role.add_argument("name")
+    set_role.add_argument("role", choices=roles)
+    users.set_defaults(handler=cmd_users)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging()
+    handler = args.handler
+    return int(handler(Settings(), args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Shared dependencies and their Annotated aliases."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from filesvc.config import Settings
+from filesvc.db import Database
+from filesvc.storage.base import Storage
+
+
+@dataclass(frozen=True, slots=True)
+class AppContext:
+    """What the lifespan builds once and every request shares."""
+
+    settings: Settings
+    db: Database
+    storage: Storage
+    secret_key: str
+
+
+def get_context(request: Request) -> AppContext:
+    return cast(AppContext, request.app.state.context)
+
+
+ContextDep = Annotated[AppContext, Depends(get_context)]
+
+
+def get_settings(context: ContextDep) -> Settings:
+    return context.settings
+
+
+def get_storage(context: ContextDep) -> Storage:
+    return context.storage
+
+
+async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
+    async for session in context.db.session():
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StorageDep = Annotated[Storage, Depends(get_storage)]
+# scope="function": the session commits and closes before the response is sent, so a
+# commit failure still becomes an error reply and no connection is held while a
+# download or stream runs.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

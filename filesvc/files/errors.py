@@ -1,0 +1,54 @@
+from filesvc.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
+
+
+class FileNotFound(NotFound):
+    code = "file_not_found"
+    detail = "File not found."
+
+
+class UploadTooLarge(PayloadTooLarge):
+    code = "upload_too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The upload is larger than the limit of {limit} bytes.")
+
+
+class ChecksumMismatch(BadRequest):
+    code = "checksum_mismatch"
+    detail = "The uploaded bytes do not match the checksum the client sent."
+
+
+class InvalidChecksumHeader(BadRequest):
+    code = "invalid_checksum"
+
+
+class MalformedMultipart(BadRequest):
+    code = "malformed_multipart"
+
+
+class MissingFilePart(BadRequest):
+    code = "missing_file"
+    detail = "The form has no `file` part."
+
+
+class TooManyFiles(BadRequest):
+    code = "too_many_files"
+
+
+class InvalidField(BadRequest):
+    code = "invalid_field"
+
+
+class MultipartRequired(UnsupportedMediaType):
+    code = "multipart_required"
+    detail = "Send the upload as multipart/form-data with a boundary."
+
+
+class InvalidCursor(BadRequest):
+    code = "invalid_cursor"
+    detail = "The cursor is invalid or belongs to another sort order."
+
+
+class UploadIncomplete(BadRequest):
+    code = "upload_incomplete"
+    detail = "The request body ended before the declared length."

@@ -1,0 +1,221 @@
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request, Response, status
+from pydantic import ValidationError
+
+from filesvc.auth.dependencies import CurrentUser, EditorUser
+from filesvc.deps import SessionDep, SettingsDep, StorageDep
+from filesvc.files import service
+from filesvc.files.dependencies import ChangeableFile, DownloadableFile, ReadableFile
+from filesvc.files.downloads import file_response
+from filesvc.files.errors import InvalidField
+from filesvc.files.ingest import (
+    ReceivedForm,
+    StoredBlob,
+    discard_blobs,
+    parse_metadata_field,
+    receive_form,
+    receive_raw,
+)
+from filesvc.files.models import Visibility
+from filesvc.files.openapi import multipart_upload, raw_upload
+from filesvc.files.schemas import (
+    FileBatch,
+    FileListParams,
+    FilePage,
+    FileRead,
+    FileUpdate,
+    file_url,
+)
+from filesvc.storage.base import Storage
+
+logger = logging.getLogger(__name__)
+router = APIRouter(prefix="/files", tags=["files"])
+
+
+def _form_options(form: ReceivedForm) -> FileUpdate:
+    try:
+        visibility = form.fields.get("visibility")
+        return FileUpdate(
+            name=form.fields.get("name"),
+            visibility=Visibility(visibility) if visibility else None,
+            metadata=parse_metadata_field(form.fields.get("metadata")),
+        )
+    except ValueError as exc:  # includes pydantic's ValidationError
+        detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+        raise InvalidField(f"Invalid form field: {detail}") from None
+
+
+async def _commit_new_blobs(session: SessionDep, storage: Storage, blobs: list[StoredBlob]) -> None:
+    """Commit the rows for new blobs; if that fails, the blobs go too."""
+    try:
+        await session.commit()
+    except BaseException:
+        await discard_blobs(storage, [blob.key for blob in blobs])
+        raise
+
+
+async def _delete_old_blob(storage: Storage, key: str) -> None:
+    try:
+        await storage.delete(key)
+    except Exception:
+        # The row is already gone or repointed; `filesvc gc` removes what is left.
+        logger.warning("could not delete blob %s; gc will collect it", key, exc_info=True)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=multipart_upload(many=False),
+    summary="Upload a file (multipart/form-data, part `file`)",
+)
+async def upload_file(
+    request: Request,
+    response: Response,
+    user: EditorUser,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+) -> FileRead:
+    form = await receive_form(request, storage, max_files=1, max_bytes=settings.max_upload_bytes)
+    try:
+        options = _form_options(form)
+        file = service.add_file(
+            session,
+            user,
+            form.blobs[0],
+            name=options.name,
+            visibility=options.visibility,
+            metadata=options.metadata,
+        )
+    except BaseException:
+        await discard_blobs(storage, [blob.key for blob in form.blobs])
+        raise
+    await _commit_new_blobs(session, storage, form.blobs)
+    response.headers["Location"] = file_url(file.id)
+    return FileRead.of(file)
+
+
+@router.post(
+    "/batch",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=multipart_upload(many=True),
+    summary="Upload several files at once; all or nothing",
+)
+async def upload_files(
+    request: Request,
+    user: EditorUser,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+) -> FileBatch:
+    form = await receive_form(
+        request, storage, max_files=settings.max_batch_files, max_bytes=settings.max_upload_bytes
+    )
+    try:
+        options = _form_options(form)
+        if options.name is not None and len(form.blobs) > 1:
+            raise InvalidField("`name` can only be given when uploading one file.")
+        files = [
+            service.add_file(
+                session,
+                user,
+                blob,
+                name=options.name,
+                visibility=options.visibility,
+                metadata=options.metadata,
+            )
+            for blob in form.blobs
+        ]
+    except BaseException:
+        await discard_blobs(storage, [blob.key for blob in form.blobs])
+        raise
+    await _commit_new_blobs(session, storage, form.blobs)
+    return FileBatch(items=[FileRead.of(file) for file in files])
+
+
+@router.put(
+    "/raw/{name:path}",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=raw_upload(),
+    summary="Upload a raw body (`curl -T`), Content-Length or chunked",
+)
+async def upload_raw_file(
+    name: str,
+    request: Request,
+    response: Response,
+    user: EditorUser,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+    visibility: Visibility | None = None,
+) -> FileRead:
+    blob = await receive_raw(request, storage, settings.max_upload_bytes)
+    file = service.add_file(session, user, blob, name=name, visibility=visibility)
+    await _commit_new_blobs(session, storage, [blob])
+    response.headers["Location"] = file_url(file.id)
+    return FileRead.of(file)
+
+
+@router.put(
+    "/{file_id}/content",
+    openapi_extra=raw_upload(),
+    summary="Replace a file's bytes",
+)
+async def replace_file_content(
+    request: Request,
+    file: ChangeableFile,
+    session: SessionDep,
+    storage: StorageDep,
+    settings: SettingsDep,
+) -> FileRead:
+    # The read transaction ends before the (possibly long) body is received.
+    await session.commit()
+    blob = await receive_raw(request, storage, settings.max_upload_bytes)
+    old_key = service.replace_content(file, blob)
+    session.add(file)
+    await _commit_new_blobs(session, storage, [blob])
+    await _delete_old_blob(storage, old_key)
+    return FileRead.of(file)
+
+
+@router.get("")
+async def list_files(
+    params: Annotated[FileListParams, Query()], _: CurrentUser, session: SessionDep
+) -> FilePage:
+    files, next_cursor = await service.list_files(session, params)
+    return FilePage(items=[FileRead.of(file) for file in files], next_cursor=next_cursor)
+
+
+@router.get("/{file_id}")
+async def read_file(file: ReadableFile) -> FileRead:
+    return FileRead.of(file)
+
+
+@router.patch("/{file_id}")
+async def update_file(file: ChangeableFile, change: FileUpdate, session: SessionDep) -> FileRead:
+    return FileRead.of(await service.update_file(session, file, change))
+
+
+@router.delete("/{file_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_file(file: ChangeableFile, session: SessionDep, storage: StorageDep) -> Response:
+    await session.delete(file)
+    await session.commit()
+    await _delete_old_blob(storage, file.storage_key)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.api_route("/{file_id}/content", methods=["GET", "HEAD"], summary="Download a file's bytes")
+async def download_file(
+    request: Request,
+    file: DownloadableFile,
+    session: SessionDep,
+    storage: StorageDep,
+    disposition: Literal["attachment", "inline"] = "attachment",
+) -> Response:
+    # The transaction ends here; the bytes stream without holding a connection.
+    await session.commit()
+    return await file_response(storage, file, request.headers, disposition)

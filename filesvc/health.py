@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+
+from filesvc.deps import ContextDep
+from filesvc.storage.base import StorageError
+
+logger = logging.getLogger(__name__)
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(context: ContextDep) -> JSONResponse:
+    failed: list[str] = []
+    try:
+        async with context.db.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except Exception:
+        logger.warning("readiness: database check failed", exc_info=True)
+        failed.append("database")
+    try:
+        await context.storage.check()
+    except StorageError:
+        logger.warning("readiness: storage check failed", exc_info=True)
+        failed.append("storage")
+    if failed:
+        return JSONResponse(
+            {
+                "detail": f"Not ready: {', '.join(failed)} failed.",
+                "code": "not_ready",
+                "failed": failed,
+            },
+            status_code=503,
+        )
+    return JSONResponse({"status": "ready"})

@@ -1,0 +1,7 @@
+"""Every ORM model, imported in one place so Alembic and the app see the whole schema."""
+
+from filesvc.db import Base
+from filesvc.files.models import File
+from filesvc.users.models import User
+
+__all__ = ["Base", "File", "User"]

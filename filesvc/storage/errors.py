@@ -1,0 +1,26 @@
+"""How storage failures reach clients: as JSON errors, logged without secrets."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from filesvc.errors import error_response
+from filesvc.storage.base import ObjectNotFound, StorageError
+
+logger = logging.getLogger(__name__)
+
+
+async def _storage_error(_: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, ObjectNotFound):
+        # A row whose blob is gone: a server-side fault, not the client's.
+        logger.error("blob missing for a committed file: %s", exc)
+        return error_response(500, "blob_missing", "The file's bytes are missing from storage.")
+    logger.error("storage error: %s", exc)
+    return error_response(503, "storage_unavailable", "Storage is unavailable; try again later.")
+
+
+def install_storage_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StorageError, _storage_error)

@@ -1,0 +1,89 @@
+"""In-memory backend: a real implementation of the storage protocols, for tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+from filesvc.storage.base import (
+    ByteRange,
+    GetResult,
+    ObjectAlreadyExists,
+    ObjectMeta,
+    ObjectNotFound,
+    StorageError,
+    validate_key,
+)
+
+
+class MemoryBlobWriter:
+    def __init__(self, storage: MemoryStorage, key: str) -> None:
+        self.key = key
+        self._storage = storage
+        self._chunks: list[bytes] | None = []
+
+    async def write(self, data: bytes) -> None:
+        if self._chunks is None:
+            raise StorageError("writer is closed")
+        self._chunks.append(bytes(data))
+
+    async def commit(self) -> ObjectMeta:
+        if self._chunks is None:
+            raise StorageError("writer is closed")
+        data = b"".join(self._chunks)
+        self._chunks = None
+        # No await from the check to the store: create-only is atomic on the event loop.
+        if self.key in self._storage._objects:
+            raise ObjectAlreadyExists(self.key)
+        meta = ObjectMeta(key=self.key, size=len(data), last_modified=datetime.now(UTC))
+        self._storage._objects[self.key] = (meta, data)
+        return meta
+
+    async def abort(self) -> None:
+        self._chunks = None
+
+
+class MemoryStorage:
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._objects: dict[str, tuple[ObjectMeta, bytes]] = {}
+
+    def _lookup(self, key: str) -> tuple[ObjectMeta, bytes]:
+        try:
+            return self._objects[validate_key(key)]
+        except KeyError:
+            raise ObjectNotFound(key) from None
+
+    async def open_writer(self, key: str) -> MemoryBlobWriter:
+        return MemoryBlobWriter(self, validate_key(key))
+
+    async def head(self, key: str) -> ObjectMeta:
+        return self._lookup(key)[0]
+
+    async def get(self, key: str, byte_range: ByteRange | None = None) -> GetResult:
+        meta, data = self._lookup(key)
+        if byte_range is None:
+            byte_range = ByteRange(0, meta.size)
+        clamped = ByteRange(min(byte_range.start, meta.size), min(byte_range.end, meta.size))
+
+        async def chunks() -> AsyncIterator[bytes]:
+            if clamped.length:
+                yield data[clamped.start : clamped.end]
+
+        return GetResult(meta=meta, range=clamped, chunks=chunks())
+
+    async def delete(self, key: str) -> None:
+        self._objects.pop(validate_key(key), None)
+
+    async def list(self, prefix: str = "") -> AsyncIterator[ObjectMeta]:
+        # A snapshot, so callers may delete while iterating.
+        found = [meta for key, (meta, _) in self._objects.items() if key.startswith(prefix)]
+        for meta in sorted(found, key=lambda m: m.key):
+            yield meta
+
+    async def check(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None
