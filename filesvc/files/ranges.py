@@ -41,10 +41,10 @@ def parse_range(header: str, size: int) -> list[tuple[int, int]] | None:
             ranges.append((max(size - suffix, 0), size))
             continue
         start = int(first)
-        end = int(last) + 1 if last else size
-        if end <= start:
+        if last and int(last) < start:
             return None  # e.g. bytes=5-1: invalid, so ignored
         if start < size:
+            end = int(last) + 1 if last else size
             ranges.append((start, min(end, size)))
     if not ranges:
         raise RangeNotSatisfiable(size)

@@ -208,14 +208,13 @@ async def delete_file(file: ChangeableFile, session: SessionDep, storage: Storag
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.api_route("/{file_id}/content", methods=["GET", "HEAD"], summary="Download a file's bytes")
+@router.get("/{file_id}/content", summary="Download a file's bytes (ranges, conditional)")
+@router.head("/{file_id}/content", summary="A download's headers only")
 async def download_file(
     request: Request,
     file: DownloadableFile,
-    session: SessionDep,
     storage: StorageDep,
     disposition: Literal["attachment", "inline"] = "attachment",
 ) -> Response:
-    # The transaction ends here; the bytes stream without holding a connection.
-    await session.commit()
+    # SessionDep is function-scoped: its connection is back in the pool before the bytes flow.
     return await file_response(storage, file, request.headers, disposition)
