@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -91,6 +92,7 @@ class Database:
         # expire_on_commit=False: handlers return ORM objects after committing.
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 
+    @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
         """Yield a session that commits on success and rolls back on any error."""
         async with self.sessionmaker() as session:

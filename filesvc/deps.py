@@ -40,7 +40,7 @@ def get_storage(context: ContextDep) -> Storage:
 
 
 async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
-    async for session in context.db.session():
+    async with context.db.session() as session:
         yield session
 
 

@@ -10,15 +10,18 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
+from argon2 import PasswordHasher
 from fastapi import FastAPI
 from pydantic import SecretStr
 
+from filesvc.auth import security
 from filesvc.config import Settings
 from filesvc.main import create_app
 from filesvc.migrate import upgrade
@@ -93,16 +96,31 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
 
 
 @pytest.fixture
-async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2 at its cheapest: API tests log in often; the algorithm is tested on its own."""
+    monkeypatch.setattr(security, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024))
+
+
+@asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[FastAPI]:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         yield app
 
 
 @pytest.fixture
+async def app(settings: Settings, cheap_password_hashing: None) -> AsyncIterator[FastAPI]:
+    async with running_app(settings) as app:
+        yield app
+
+
+def client_for(app: FastAPI) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+
+
+@pytest.fixture
 async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with client_for(app) as client:
         yield client
 
 
@@ -134,7 +152,9 @@ async def admin(client: httpx.AsyncClient) -> Account:
     return Account(me["id"], "admin", ADMIN_PASSWORD, token)
 
 
-async def make_account(client: httpx.AsyncClient, admin: Account, username: str, role: str) -> Account:
+async def make_account(
+    client: httpx.AsyncClient, admin: Account, username: str, role: str
+) -> Account:
     password = f"{username}-password"
     response = await client.post(
         "/api/v1/users",
@@ -142,7 +162,9 @@ async def make_account(client: httpx.AsyncClient, admin: Account, username: str,
         headers=admin.headers,
     )
     assert response.status_code == 201, response.text
-    return Account(response.json()["id"], username, password, await login(client, username, password))
+    return Account(
+        response.json()["id"], username, password, await login(client, username, password)
+    )
 
 
 @pytest.fixture

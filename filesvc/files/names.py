@@ -10,7 +10,7 @@ from urllib.parse import quote
 MAX_NAME_CHARS = 255
 DEFAULT_NAME = "unnamed"
 GENERIC_TYPES = {"", "application/octet-stream", "binary/octet-stream", "application/unknown"}
-_CONTENT_TYPE_RE = re.compile(r"^[\w!#$&^.+-]+/[\w!#$&^.+-]+$")
+_CONTENT_TYPE_RE = re.compile(r"^[\w!#$&^.+-]+/[\w!#$&^.+-]+$", re.ASCII)
 
 
 def clean_name(raw: str) -> str:

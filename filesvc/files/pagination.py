@@ -42,9 +42,14 @@ def decode_cursor(cursor: str, sort: SortField, order: str) -> tuple[Any, str]:
             value = datetime.fromisoformat(value)
             if value.tzinfo is None:
                 raise InvalidCursor()
-        elif not isinstance(value, _VALUE_TYPES[sort]):
+        elif not isinstance(value, _VALUE_TYPES[sort]) or isinstance(value, bool):
             raise InvalidCursor()
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            raise InvalidCursor()  # beyond BIGINT: the driver would fail, not the client
+        for text in (value, file_id):
+            if isinstance(text, str):
+                text.encode()  # lone surrogates cannot reach the database
+    except (ValueError, TypeError, binascii.Error, UnicodeError, RecursionError):
         raise InvalidCursor() from None
     return value, file_id
 

@@ -36,7 +36,7 @@ def parse_range(header: str, size: int) -> list[tuple[int, int]] | None:
             return None
         if not first:  # suffix: the last N bytes
             suffix = int(last)
-            if suffix == 0:
+            if suffix == 0 or size == 0:
                 continue
             ranges.append((max(size - suffix, 0), size))
             continue

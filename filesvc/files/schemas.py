@@ -88,7 +88,7 @@ class FileListParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=50, ge=1, le=1000)
-    cursor: str | None = None
+    cursor: str | None = Field(default=None, max_length=1024)
     q: str | None = Field(default=None, max_length=255, description="Matches within the name.")
     content_type: str | None = Field(
         default=None, max_length=255, description="Exact type, or a prefix ending in `/`."

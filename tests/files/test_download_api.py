@@ -18,7 +18,9 @@ DATA = bytes(range(256)) * 40  # 10,240 bytes
 
 @pytest.fixture
 async def stored(client: httpx.AsyncClient, editor: Account) -> dict[str, Any]:
-    return await uploaded(client, editor, data=DATA, filename="data.bin", content_type="application/x-data")
+    return await uploaded(
+        client, editor, data=DATA, filename="data.bin", content_type="application/x-data"
+    )
 
 
 async def test_full_download_headers(
@@ -50,14 +52,24 @@ async def test_head_sends_headers_only(
 
 @pytest.mark.parametrize(
     ("range_header", "start", "end"),
-    [("bytes=0-99", 0, 100), ("bytes=10000-", 10000, 10240), ("bytes=-40", 10200, 10240),
-     ("bytes=10200-99999", 10200, 10240)],
+    [
+        ("bytes=0-99", 0, 100),
+        ("bytes=10000-", 10000, 10240),
+        ("bytes=-40", 10200, 10240),
+        ("bytes=10200-99999", 10200, 10240),
+    ],
 )
 async def test_single_range(
-    client: httpx.AsyncClient, editor: Account, stored: dict[str, Any],
-    range_header: str, start: int, end: int,
+    client: httpx.AsyncClient,
+    editor: Account,
+    stored: dict[str, Any],
+    range_header: str,
+    start: int,
+    end: int,
 ) -> None:
-    response = await client.get(stored["content_url"], headers={**editor.headers, "Range": range_header})
+    response = await client.get(
+        stored["content_url"], headers={**editor.headers, "Range": range_header}
+    )
     assert response.status_code == 206
     assert response.content == DATA[start:end]
     assert response.headers["content-range"] == f"bytes {start}-{end - 1}/{len(DATA)}"
@@ -88,12 +100,20 @@ async def test_unsatisfiable_range_is_416(
 
 @pytest.mark.parametrize(
     "range_header",
-    ["bytes=abc", "bytes=5-1", "items=0-1", "bytes=", ",".join(["bytes=0-0"] + [f"{i}-{i}" for i in range(2, 1000, 2)])],
+    [
+        "bytes=abc",
+        "bytes=5-1",
+        "items=0-1",
+        "bytes=",
+        ",".join(["bytes=0-0"] + [f"{i}-{i}" for i in range(2, 1000, 2)]),
+    ],
 )
 async def test_invalid_or_excessive_ranges_send_the_whole_file(
     client: httpx.AsyncClient, editor: Account, stored: dict[str, Any], range_header: str
 ) -> None:
-    response = await client.get(stored["content_url"], headers={**editor.headers, "Range": range_header})
+    response = await client.get(
+        stored["content_url"], headers={**editor.headers, "Range": range_header}
+    )
     assert response.status_code == 200
     assert response.content == DATA
 
@@ -109,7 +129,9 @@ async def test_if_none_match_gives_304(
         assert response.status_code == 304, header
         assert response.content == b""
         assert response.headers["etag"] == etag
-    miss = await client.get(stored["content_url"], headers={**editor.headers, "If-None-Match": '"x"'})
+    miss = await client.get(
+        stored["content_url"], headers={**editor.headers, "If-None-Match": '"x"'}
+    )
     assert miss.status_code == 200
 
 
@@ -149,7 +171,9 @@ async def test_if_range_honoured(
 async def test_non_ascii_name_gets_rfc5987_filename(
     client: httpx.AsyncClient, editor: Account
 ) -> None:
-    stored = await uploaded(client, editor, filename="résumé 東京.pdf", content_type="application/pdf")
+    stored = await uploaded(
+        client, editor, filename="résumé 東京.pdf", content_type="application/pdf"
+    )
     response = await client.get(stored["content_url"], headers=editor.headers)
     disposition = response.headers["content-disposition"]
     assert disposition.startswith('attachment; filename="r_sum_ __.pdf"; ')
@@ -207,9 +231,17 @@ async def test_no_database_connection_is_held_while_streaming(
             body.extend(message.get("body", b""))
 
     scope: Scope = {
-        "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
-        "method": "GET", "scheme": "http", "path": stored["content_url"], "raw_path": b"",
-        "query_string": b"", "root_path": "", "server": ("testserver", 80), "client": ("t", 1),
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": stored["content_url"],
+        "raw_path": b"",
+        "query_string": b"",
+        "root_path": "",
+        "server": ("testserver", 80),
+        "client": ("t", 1),
         "headers": [(b"authorization", f"Bearer {editor.token}".encode())],
     }
     await app(scope, receive, send)

@@ -16,7 +16,9 @@ async def test_multipart_upload_returns_file_and_location(
     client: httpx.AsyncClient, editor: Account, settings: Settings
 ) -> None:
     data = bytes(range(256)) * 5000
-    response = await upload(client, editor, data=data, filename="photo.jpg", content_type="image/jpeg")
+    response = await upload(
+        client, editor, data=data, filename="photo.jpg", content_type="image/jpeg"
+    )
 
     assert response.status_code == 201, response.text
     body = response.json()
@@ -114,10 +116,14 @@ async def test_batch_is_all_or_nothing(
     body = b""
     for name, data, digest in parts:
         body += (
-            f"--{boundary}\r\n"
-            f'Content-Disposition: form-data; name="file"; filename="{name}"\r\n'
-            f"X-Checksum-SHA256: {digest}\r\n\r\n"
-        ).encode() + data + b"\r\n"
+            (
+                f"--{boundary}\r\n"
+                f'Content-Disposition: form-data; name="file"; filename="{name}"\r\n'
+                f"X-Checksum-SHA256: {digest}\r\n\r\n"
+            ).encode()
+            + data
+            + b"\r\n"
+        )
     body += f"--{boundary}--\r\n".encode()
     response = await client.post(
         "/api/v1/files/batch",
@@ -186,7 +192,9 @@ async def test_matching_checksums_are_accepted(client: httpx.AsyncClient, editor
     data = b"checked bytes"
     digest = hashlib.sha256(data).digest()
     by_digest = await upload(
-        client, editor, data=data,
+        client,
+        editor,
+        data=data,
         headers={"Content-Digest": f"sha-256=:{base64.b64encode(digest).decode()}:"},
     )
     assert by_digest.status_code == 201, by_digest.text
