@@ -80,9 +80,9 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         url = f"sqlite+aiosqlite:///{tmp_path / 'filesvc.db'}"
         upgrade(url)
         return url
-    url: str = request.getfixturevalue("postgres_database")
-    asyncio.run(_truncate_postgres(url))
-    return url
+    postgres_url: str = request.getfixturevalue("postgres_database")
+    asyncio.run(_truncate_postgres(postgres_url))
+    return postgres_url
 
 
 @pytest.fixture

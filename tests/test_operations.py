@@ -1,0 +1,59 @@
+"""Health, readiness, middleware headers and the error shape for unknown routes."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+
+import httpx
+import pytest
+
+from filesvc.config import Settings
+from tests.conftest import Account
+
+
+async def test_healthz(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+
+
+async def test_readyz_ok_then_storage_failure(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    assert (await client.get("/readyz")).status_code == 200
+    root = settings.resolved_storage_dir
+    shutil.rmtree(root, ignore_errors=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    root.write_text("not a directory")  # storage can no longer write
+    response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json()["failed"] == ["storage"]
+    assert response.json()["code"] == "not_ready"
+
+
+async def test_request_id_is_echoed_or_generated(client: httpx.AsyncClient) -> None:
+    echoed = await client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert echoed.headers["x-request-id"] == "abc-123"
+    generated = await client.get("/healthz", headers={"X-Request-ID": "bad id\twith junk"})
+    assert generated.headers["x-request-id"] != "bad id\twith junk"
+    assert len(generated.headers["x-request-id"]) == 32
+    assert float(generated.headers["x-process-time"]) >= 0
+
+
+async def test_unknown_route_and_method_use_the_error_shape(client: httpx.AsyncClient) -> None:
+    missing = await client.get("/api/v1/nothing")
+    assert missing.status_code == 404
+    assert missing.json() == {"detail": "Not Found", "code": "not_found"}
+    wrong_method = await client.delete("/healthz")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json()["code"] == "method_not_allowed"
+
+
+async def test_access_log_leaves_out_query_strings(
+    client: httpx.AsyncClient, editor: Account, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="filesvc.access"):
+        await client.get(f"/api/v1/files?access_token={editor.token}", headers=editor.headers)
+    lines = [r.getMessage() for r in caplog.records if r.name == "filesvc.access"]
+    assert any('"GET /api/v1/files"' in line for line in lines)
+    assert all(editor.token not in line for line in lines)
