@@ -30,8 +30,17 @@ _CHECKSUM_HEADERS: list[dict[str, Any]] = [
 ]
 
 
+# `contentMediaType` is how OpenAPI 3.1 (and FastAPI's UploadFile) marks a file;
+# `format: binary` is the 3.0 spelling older Swagger UI builds look for.
+_BINARY: dict[str, Any] = {
+    "type": "string",
+    "format": "binary",
+    "contentMediaType": "application/octet-stream",
+}
+
+
 def multipart_upload(*, many: bool) -> dict[str, Any]:
-    file_schema: dict[str, Any] = {"type": "string", "format": "binary"}
+    file_schema: dict[str, Any] = dict(_BINARY)
     if many:
         file_schema = {"type": "array", "items": file_schema}
     return {
@@ -56,8 +65,6 @@ def raw_upload() -> dict[str, Any]:
         "parameters": _CHECKSUM_HEADERS,
         "requestBody": {
             "required": True,
-            "content": {
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
-            },
+            "content": {"application/octet-stream": {"schema": dict(_BINARY)}},
         },
     }
