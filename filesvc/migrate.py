@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from alembic import command
@@ -19,19 +21,21 @@ def alembic_config(database_url: str) -> Config:
     return config
 
 
-def _upgrade(database_url: str, revision: str) -> None:
-    command.upgrade(alembic_config(database_url), revision)
-
-
-def upgrade(database_url: str, revision: str = "head") -> None:
-    """Upgrade the schema; safe to call from inside a running event loop."""
+def _run(step: Callable[[Config, str], None], database_url: str, revision: str) -> None:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        _upgrade(database_url, revision)
+        step(alembic_config(database_url), revision)
         return
     # env.py calls asyncio.run(), which cannot nest in a running loop: use a thread.
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(_upgrade, database_url, revision).result()
+        pool.submit(step, alembic_config(database_url), revision).result()
+
+
+def upgrade(database_url: str, revision: str = "head") -> None:
+    """Upgrade the schema; callable with or without a running event loop."""
+    _run(command.upgrade, database_url, revision)
+
+
+def downgrade(database_url: str, revision: str) -> None:
+    _run(command.downgrade, database_url, revision)
