@@ -18,6 +18,8 @@ def _configure_logging() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # It warns about every malformed body: client input, already answered with a 400.
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)
 
 
 def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:

@@ -54,11 +54,20 @@ class RequestContextMiddleware:
                 '%s "%s %s" %d %.1fms id=%s',
                 _client(scope),
                 scope["method"],
-                scope["path"],
+                _loggable_path(scope),
                 status_code,
                 (time.perf_counter() - started) * 1000,
                 request_id,
             )
+
+
+def _loggable_path(scope: Scope) -> str:
+    # The raw path is still percent-encoded, so a %0D%0A cannot start a forged log line.
+    raw_path: bytes | None = scope.get("raw_path")
+    if raw_path is not None:
+        return raw_path.decode("latin-1").split("?", 1)[0]
+    path: str = scope["path"]
+    return path.encode("unicode_escape").decode("ascii")
 
 
 def _client(scope: Scope) -> str:

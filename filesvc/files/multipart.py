@@ -91,7 +91,7 @@ class MultipartReader:
             self._parser.write(chunk)
         except MultipartParseError as exc:
             raise MalformedMultipart(f"Malformed multipart body: {exc}") from None
-        if not self.parts_started and self._bytes_fed > MAX_PREAMBLE_BYTES:
+        if not self.parts_started and not self.ended and self._bytes_fed > MAX_PREAMBLE_BYTES:
             raise MalformedMultipart("No multipart boundary found at the start of the body.")
         events, self._events = self._events, []
         return events

@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
 from pydantic import ValidationError
+from starlette.convertors import Convertor, register_url_convertor
 
 from filesvc.auth.dependencies import CurrentUser, EditorUser
 from filesvc.deps import SessionDep, SettingsDep, StorageDep
@@ -33,6 +34,23 @@ from filesvc.files.schemas import (
 from filesvc.storage.base import Storage
 
 logger = logging.getLogger(__name__)
+
+
+class RawNameConvertor(Convertor[str]):
+    """Like Starlette's `path`, but also matching newlines (its `.*` stops at one), so
+    any decoded name reaches `clean_name` instead of a puzzling 404."""
+
+    regex = r"[\s\S]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("rawname", RawNameConvertor())
+
 router = APIRouter(prefix="/files", tags=["files"])
 
 
@@ -138,7 +156,7 @@ async def upload_files(
 
 
 @router.put(
-    "/raw/{name:path}",
+    "/raw/{name:rawname}",
     status_code=status.HTTP_201_CREATED,
     openapi_extra=raw_upload(),
     summary="Upload a raw body (`curl -T`), Content-Length or chunked",

@@ -307,8 +307,7 @@ async def test_header_splitting_name_via_raw_path_is_neutralised(
     download = await client.get(response.json()["content_url"], headers=editor.headers)
     assert "x" not in download.headers
     assert download.headers["content-disposition"].startswith('attachment; filename="a_X: y"; ')
-    # A decoded newline cannot match the route at all: a plain JSON 404, nothing stored.
+    # A decoded newline is cleaned like any other control character.
     newline = await client.put("/api/v1/files/raw/a%0AX", content=b"c", headers=editor.headers)
-    assert newline.status_code == 404
-    assert newline.json()["code"] == "not_found"
-    assert len(await file_ids(client, editor)) == 1
+    assert newline.status_code == 201
+    assert newline.json()["name"] == "aX"

@@ -1,0 +1,100 @@
+"""Fixtures for the end-to-end suite: real `filesvc serve` processes on free ports.
+
+One server per test module keeps the suite fast on two cores (a start, the admin login
+and an editor cost two to three seconds). Tests stay independent by comparing rows and
+blobs before and after themselves rather than expecting an empty server, and each test
+still fails on its own if the server wrote a traceback while it ran.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from .server import (
+    UPLOAD_LIMIT_BYTES,
+    LocalFile,
+    MiB,
+    RunningServer,
+    User,
+    create_user,
+    make_random_file,
+    run_server,
+)
+
+BIG_FILE_BYTES = 100 * MiB
+
+
+@pytest.fixture(scope="session")
+def curl() -> str:
+    path = shutil.which("curl")
+    if path is None:
+        reason = "the e2e suite drives uploads with the real curl binary, and it is not on PATH"
+        if os.environ.get("CI"):
+            pytest.fail(reason + " (CI is set: install curl in the CI image)")
+        pytest.skip(reason + " (install curl to run these tests)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def big_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFile]:
+    """100 MiB of random bytes, made once per session."""
+    directory = tmp_path_factory.mktemp("big")
+    file = make_random_file(directory / "big.bin", BIG_FILE_BYTES)
+    yield file
+    file.path.unlink(missing_ok=True)
+
+
+def _serve(
+    tmp_path_factory: pytest.TempPathFactory, name: str, env: dict[str, str] | None = None
+) -> Iterator[RunningServer]:
+    root = tmp_path_factory.mktemp(name)
+    with run_server(root, env) as server:
+        yield server
+    # Keep the logs and the database for a post-mortem; the blobs can be hundreds of MiB.
+    shutil.rmtree(server.blobs_dir, ignore_errors=True)
+
+
+def _checked(server: RunningServer) -> Iterator[RunningServer]:
+    server.new_tracebacks()  # whatever came before this test is not its fault
+    yield server
+    tracebacks = server.new_tracebacks()
+    if tracebacks:
+        pytest.fail(f"the server wrote a traceback to stderr:\n{tracebacks[-8000:]}")
+    assert server.process.poll() is None, "the server process died during the test"
+
+
+@pytest.fixture(scope="module")
+def server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    yield from _serve(tmp_path_factory, "server")
+
+
+@pytest.fixture
+def server(server_process: RunningServer) -> Iterator[RunningServer]:
+    """The module's server; fails the test if it logged a traceback meanwhile."""
+    yield from _checked(server_process)
+
+
+@pytest.fixture(scope="module")
+def editor(server_process: RunningServer) -> User:
+    return create_user(server_process, "editor")
+
+
+@pytest.fixture(scope="module")
+def limited_server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    env = {"FILESVC_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT_BYTES)}
+    yield from _serve(tmp_path_factory, "limited", env)
+
+
+@pytest.fixture
+def limited_server(limited_server_process: RunningServer) -> Iterator[RunningServer]:
+    """A server whose upload limit is 10 MiB."""
+    yield from _checked(limited_server_process)
+
+
+@pytest.fixture(scope="module")
+def limited_editor(limited_server_process: RunningServer) -> User:
+    return create_user(limited_server_process, "editor")
