@@ -1,0 +1,72 @@
+"""The `filesvc` command line, run as a user would: a real process per command."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+
+def filesvc(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environment = (
+        {key: value for key, value in os.environ.items() if not key.startswith("FILESVC_")}
+        | {"FILESVC_DATA_DIR": str(data_dir)}
+        | (env or {})
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "filesvc", *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_migrate_then_manage_users(tmp_path: Path) -> None:
+    assert filesvc(tmp_path, "migrate").returncode == 0
+    created = filesvc(
+        tmp_path,
+        "users",
+        "create",
+        "erin",
+        "--role",
+        "editor",
+        env={"FILESVC_NEW_USER_PASSWORD": "erin-password"},
+    )
+    assert created.returncode == 0, created.stderr
+    assert "created erin (editor)" in created.stdout
+    assert "erin-password" not in created.stdout + created.stderr
+
+    duplicate = filesvc(
+        tmp_path, "users", "create", "erin", env={"FILESVC_NEW_USER_PASSWORD": "erin-password"}
+    )
+    assert duplicate.returncode == 1
+
+    assert filesvc(tmp_path, "users", "set-role", "erin", "admin").returncode == 0
+    listing = filesvc(tmp_path, "users", "list")
+    assert listing.returncode == 0
+    assert "erin" in listing.stdout
+    assert "admin" in listing.stdout
+
+    with sqlite3.connect(tmp_path / "filesvc.db") as db:
+        row = db.execute("SELECT role, password_hash FROM users WHERE username='erin'").fetchone()
+    assert row[0] == "admin"
+    assert row[1].startswith("$argon2id$")
+
+
+def test_short_password_is_refused(tmp_path: Path) -> None:
+    assert filesvc(tmp_path, "migrate").returncode == 0
+    result = filesvc(tmp_path, "users", "create", "x", env={"FILESVC_NEW_USER_PASSWORD": "short"})
+    assert result.returncode == 2
+    assert "at least 8" in result.stderr
+
+
+def test_several_workers_need_redis(tmp_path: Path) -> None:
+    result = filesvc(tmp_path, "serve", "--workers", "2")
+    assert result.returncode == 2
+    assert "FILESVC_REDIS_URL" in result.stderr
