@@ -7,6 +7,7 @@ import asyncio
 import getpass
 import logging
 import os
+import subprocess
 import sys
 
 from filesvc.config import Settings
@@ -44,7 +45,10 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         )
         return 2
     if not args.no_migrate:
-        cmd_migrate(settings, args)
+        # In a child process, so Alembic's modules never weigh on the server's memory.
+        migrated = subprocess.run([sys.executable, "-m", "filesvc", "migrate"], check=False)
+        if migrated.returncode != 0:
+            return migrated.returncode
     if settings.secret_key is None:
         load_or_create_secret_key(settings.data_dir)  # before workers race to create it
     uvicorn.run(

@@ -110,7 +110,13 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "validation_error", errors)
 
 
+async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    # The server logs the traceback; the client gets the shape, never the internals.
+    return error_response(500, AppError.code, AppError.detail)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, _unexpected_error)
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,12 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 ALGORITHM = "HS256"
-_hasher = PasswordHasher()
+# OWASP's Argon2id baseline (19 MiB, 2 passes, 1 lane): each hash holds its memory while it
+# runs, so the library default of 64 MiB would dominate a small server's footprint.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
+# At most two hashes at once: a burst of logins queues instead of eating memory.
+# (An executor, unlike an asyncio.Semaphore, is not tied to one event loop.)
+_hashing_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
 # Verified when the user does not exist, so a login costs the same either way.
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
@@ -40,11 +46,13 @@ def _verify(password_hash: str | None, password: str) -> PasswordCheck:
 
 async def verify_password(password_hash: str | None, password: str) -> PasswordCheck:
     # Argon2 is deliberately slow: keep it off the event loop.
-    return await asyncio.to_thread(_verify, password_hash, password)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_hashing_pool, _verify, password_hash, password)
 
 
 async def hash_password(password: str) -> str:
-    return await asyncio.to_thread(_hasher.hash, password)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_hashing_pool, _hasher.hash, password)
 
 
 def create_access_token(user_id: str, secret: str, ttl_seconds: int) -> str:

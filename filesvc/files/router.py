@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
@@ -21,7 +23,7 @@ from filesvc.files.ingest import (
     receive_form,
     receive_raw,
 )
-from filesvc.files.models import Visibility
+from filesvc.files.models import File, Visibility
 from filesvc.files.openapi import multipart_upload, raw_upload
 from filesvc.files.schemas import (
     FileBatch,
@@ -32,6 +34,7 @@ from filesvc.files.schemas import (
     file_url,
 )
 from filesvc.storage.base import Storage
+from filesvc.users.models import User
 
 logger = logging.getLogger(__name__)
 
@@ -67,13 +70,36 @@ def _form_options(form: ReceivedForm) -> FileUpdate:
         raise InvalidField(f"Invalid form field: {detail}") from None
 
 
-async def _commit_new_blobs(session: SessionDep, storage: Storage, blobs: list[StoredBlob]) -> None:
-    """Commit the rows for new blobs; if that fails, the blobs go too."""
+@asynccontextmanager
+async def _discard_on_failure(storage: Storage, blobs: list[StoredBlob]) -> AsyncIterator[None]:
+    """Blobs whose rows do not commit are removed, whatever the failure."""
     try:
-        await session.commit()
+        yield
     except BaseException:
         await discard_blobs(storage, [blob.key for blob in blobs])
         raise
+
+
+async def _save_form(
+    session: SessionDep, storage: Storage, user: User, form: ReceivedForm
+) -> list[File]:
+    async with _discard_on_failure(storage, form.blobs):
+        options = _form_options(form)
+        if options.name is not None and len(form.blobs) > 1:
+            raise InvalidField("`name` can only be given when uploading one file.")
+        files = [
+            service.add_file(
+                session,
+                user,
+                blob,
+                name=options.name,
+                visibility=options.visibility,
+                metadata=options.metadata,
+            )
+            for blob in form.blobs
+        ]
+        await session.commit()
+    return files
 
 
 async def _delete_old_blob(storage: Storage, key: str) -> None:
@@ -99,20 +125,7 @@ async def upload_file(
     settings: SettingsDep,
 ) -> FileRead:
     form = await receive_form(request, storage, max_files=1, max_bytes=settings.max_upload_bytes)
-    try:
-        options = _form_options(form)
-        file = service.add_file(
-            session,
-            user,
-            form.blobs[0],
-            name=options.name,
-            visibility=options.visibility,
-            metadata=options.metadata,
-        )
-    except BaseException:
-        await discard_blobs(storage, [blob.key for blob in form.blobs])
-        raise
-    await _commit_new_blobs(session, storage, form.blobs)
+    [file] = await _save_form(session, storage, user, form)
     response.headers["Location"] = file_url(file.id)
     return FileRead.of(file)
 
@@ -133,25 +146,7 @@ async def upload_files(
     form = await receive_form(
         request, storage, max_files=settings.max_batch_files, max_bytes=settings.max_upload_bytes
     )
-    try:
-        options = _form_options(form)
-        if options.name is not None and len(form.blobs) > 1:
-            raise InvalidField("`name` can only be given when uploading one file.")
-        files = [
-            service.add_file(
-                session,
-                user,
-                blob,
-                name=options.name,
-                visibility=options.visibility,
-                metadata=options.metadata,
-            )
-            for blob in form.blobs
-        ]
-    except BaseException:
-        await discard_blobs(storage, [blob.key for blob in form.blobs])
-        raise
-    await _commit_new_blobs(session, storage, form.blobs)
+    files = await _save_form(session, storage, user, form)
     return FileBatch(items=[FileRead.of(file) for file in files])
 
 
@@ -172,8 +167,9 @@ async def upload_raw_file(
     visibility: Visibility | None = None,
 ) -> FileRead:
     blob = await receive_raw(request, storage, settings.max_upload_bytes)
-    file = service.add_file(session, user, blob, name=name, visibility=visibility)
-    await _commit_new_blobs(session, storage, [blob])
+    async with _discard_on_failure(storage, [blob]):
+        file = service.add_file(session, user, blob, name=name, visibility=visibility)
+        await session.commit()
     response.headers["Location"] = file_url(file.id)
     return FileRead.of(file)
 
@@ -193,9 +189,9 @@ async def replace_file_content(
     # The read transaction ends before the (possibly long) body is received.
     await session.commit()
     blob = await receive_raw(request, storage, settings.max_upload_bytes)
-    old_key = service.replace_content(file, blob)
-    session.add(file)
-    await _commit_new_blobs(session, storage, [blob])
+    async with _discard_on_failure(storage, [blob]):
+        old_key = service.replace_content(file, blob)
+        await session.commit()
     await _delete_old_blob(storage, old_key)
     return FileRead.of(file)
 
