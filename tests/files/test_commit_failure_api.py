@@ -24,7 +24,8 @@ POSTGRES_TRIGGER = [
     f"""CREATE OR REPLACE FUNCTION reject_files() RETURNS trigger AS $$
     BEGIN IF NEW.name = '{REJECTED}' THEN RAISE EXCEPTION 'rejected by test trigger'; END IF;
     RETURN NEW; END $$ LANGUAGE plpgsql""",
-    "CREATE TRIGGER reject_files BEFORE INSERT ON files FOR EACH ROW EXECUTE FUNCTION reject_files()",
+    "CREATE TRIGGER reject_files BEFORE INSERT ON files"
+    " FOR EACH ROW EXECUTE FUNCTION reject_files()",
 ]
 DROP = {
     "sqlite": ["DROP TRIGGER IF EXISTS reject_files"],
