@@ -70,6 +70,12 @@ def _form_options(form: ReceivedForm) -> FileUpdate:
         raise InvalidField(f"Invalid form field: {detail}") from None
 
 
+async def _release_connection(session: SessionDep) -> None:
+    """End the auth lookup's transaction before a body that may take minutes arrives, so
+    a slow upload holds no pooled connection (the insert afterwards takes a fresh one)."""
+    await session.commit()
+
+
 @asynccontextmanager
 async def _discard_on_failure(storage: Storage, blobs: list[StoredBlob]) -> AsyncIterator[None]:
     """Blobs whose rows do not commit are removed, whatever the failure."""
@@ -124,6 +130,7 @@ async def upload_file(
     storage: StorageDep,
     settings: SettingsDep,
 ) -> FileRead:
+    await _release_connection(session)
     form = await receive_form(request, storage, max_files=1, max_bytes=settings.max_upload_bytes)
     [file] = await _save_form(session, storage, user, form)
     response.headers["Location"] = file_url(file.id)
@@ -143,6 +150,7 @@ async def upload_files(
     storage: StorageDep,
     settings: SettingsDep,
 ) -> FileBatch:
+    await _release_connection(session)
     form = await receive_form(
         request, storage, max_files=settings.max_batch_files, max_bytes=settings.max_upload_bytes
     )
@@ -166,6 +174,7 @@ async def upload_raw_file(
     settings: SettingsDep,
     visibility: Visibility | None = None,
 ) -> FileRead:
+    await _release_connection(session)
     blob = await receive_raw(request, storage, settings.max_upload_bytes)
     async with _discard_on_failure(storage, [blob]):
         file = service.add_file(session, user, blob, name=name, visibility=visibility)
@@ -186,8 +195,7 @@ async def replace_file_content(
     storage: StorageDep,
     settings: SettingsDep,
 ) -> FileRead:
-    # The read transaction ends before the (possibly long) body is received.
-    await session.commit()
+    await _release_connection(session)
     blob = await receive_raw(request, storage, settings.max_upload_bytes)
     async with _discard_on_failure(storage, [blob]):
         old_key = service.replace_content(file, blob)

@@ -6,8 +6,12 @@ import json
 from collections.abc import AsyncIterator
 
 import httpx
+from fastapi import FastAPI
+from sqlalchemy.pool import QueuePool
+from starlette.types import Message, Scope
 
 from filesvc.config import Settings
+from filesvc.deps import AppContext
 from tests.conftest import Account
 from tests.files.helpers import file_ids, sha256, upload, uploaded
 
@@ -277,3 +281,41 @@ async def test_openapi_shows_file_pickers(client: httpx.AsyncClient) -> None:
     replace = spec["paths"]["/api/v1/files/{file_id}/content"]["put"]["requestBody"]["content"]
     assert replace["application/octet-stream"]["schema"]["format"] == "binary"
     assert json.dumps(spec)  # the schema serialises
+
+
+async def test_no_database_connection_is_held_while_the_body_arrives(
+    app: FastAPI, editor: Account
+) -> None:
+    """Call the app as a server would and look at the pool each time it asks for body."""
+    context: AppContext = app.state.context
+    pool = context.db.engine.pool
+    assert isinstance(pool, QueuePool)
+    checked_out_while_receiving: list[int] = []
+    chunks = [b"a" * 100_000, b"b" * 100_000, b""]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        checked_out_while_receiving.append(pool.checkedout())
+        body = chunks.pop(0)
+        return {"type": "http.request", "body": body, "more_body": bool(chunks)}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope: Scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "PUT",
+        "scheme": "http",
+        "path": "/api/v1/files/raw/slow.bin",
+        "raw_path": b"",
+        "query_string": b"",
+        "root_path": "",
+        "server": ("testserver", 80),
+        "client": ("t", 1),
+        "headers": [(b"authorization", f"Bearer {editor.token}".encode())],
+    }
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 201
+    assert checked_out_while_receiving == [0, 0, 0]
