@@ -36,7 +36,7 @@ check: lint typecheck test
 
 ## Throughput and memory against nginx (installs nginx with apt if it is missing).
 bench: install
-	$(BIN)/python tests/benchmarks/run.py $(BENCH_ARGS)
+	$(BIN)/python -m tests.benchmarks.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,147 @@
+"""Throughput and memory benchmark of filesvc against an nginx reference (`make bench`).
+
+    .venv/bin/python -m tests.benchmarks.run [--size-mib 1024] [--repeat 3] [--nginx-only]
+
+Makes a random test file (temp dir on disk, not tmpfs), starts nginx (foreground child,
+generated config, worker_processes 1, installed with apt-get if missing) and a real
+`filesvc serve` (one worker, so the spawned pid is the server) on free loopback ports.
+Each run does a multipart upload (`curl -F`), a raw upload (`curl -T`) and a download
+against both; nginx's upload side is a sink that really writes the body to disk (checked
+after every upload), its download uses sendfile. Before each upload the source file is
+read into the page cache and `sync` flushes the previous run's writes, the same for both
+servers; what each upload stored is dropped again (sink body file / DELETE), except one
+filesvc file kept for the downloads; the server going first alternates between runs.
+
+Prints the medians (MB/s, 1 MB = 10^6 bytes), the filesvc/nginx ratios and the server's
+peak RSS (max of VmHWM and sampled VmRSS) against the targets, and writes
+bench-results/latest.json. The peak RSS checked is the whole process's since it started;
+the peak during the transfers alone (VmHWM reset right before the first timed transfer)
+is printed next to it. Exit 0 also on a MISS; non-zero only when something broke
+(wrong status, wrong size or hash, a server that did not start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from tests.benchmarks.common import MIB, REPO, BenchError, log
+from tests.benchmarks.filesvc_server import FilesvcServer
+from tests.benchmarks.nginx import NginxReference, ensure_nginx
+from tests.benchmarks.procfs import RssSampler
+from tests.benchmarks.report import build_report, memory_report, render_table, write_json
+from tests.benchmarks.runner import Bench, run_all
+from tests.benchmarks.transfers import filesystem_type, make_test_file
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--size-mib", type=int, default=1024, help="test file size (1024)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (3)")
+    parser.add_argument(
+        "--tmp-dir", type=Path, default=None, help="where the temp dir goes (on a disk)"
+    )
+    parser.add_argument(
+        "--filesvc-bin", type=Path, default=REPO / ".venv" / "bin" / "filesvc", help="CLI"
+    )
+    parser.add_argument(
+        "--nginx-only", action="store_true", help="only the nginx reference (no filesvc)"
+    )
+    args = parser.parse_args(argv)
+    if args.size_mib < 1 or args.repeat < 1:
+        parser.error("--size-mib and --repeat must be at least 1")
+    return args
+
+
+def raise_on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def make_workspace(stack: contextlib.ExitStack, tmp_dir: Path | None) -> Path:
+    root = Path(tempfile.mkdtemp(prefix="filesvc-bench-", dir=tmp_dir))
+    stack.callback(shutil.rmtree, root, ignore_errors=True)
+    fstype = filesystem_type(root)
+    log(f"temp dir {root} ({fstype})")
+    if fstype in {"tmpfs", "ramfs"}:
+        raise BenchError(f"{root} is on {fstype}: pass --tmp-dir on a real disk")
+    return root
+
+
+def make_source(root: Path, size_mib: int) -> tuple[Path, str]:
+    files = root / "files"
+    files.mkdir()
+    src = files / "big.bin"
+    started = time.monotonic()
+    sha256 = make_test_file(src, size_mib * MIB)
+    log(f"test file {src}: {size_mib} MiB random, sha256 {sha256}")
+    log(f"  written in {time.monotonic() - started:.1f} s")
+    return src, sha256
+
+
+def start_servers(args: argparse.Namespace, stack: contextlib.ExitStack, root: Path) -> Bench:
+    src, sha256 = make_source(root, args.size_mib)
+    nginx = NginxReference(ensure_nginx(), root / "nginx", src.parent)
+    stack.callback(nginx.stop)
+    nginx.start()
+    filesvc = None
+    if not args.nginx_only:
+        if not args.filesvc_bin.exists():
+            raise BenchError(f"{args.filesvc_bin} missing: `pip install -e .` or --nginx-only")
+        filesvc = FilesvcServer(args.filesvc_bin, root / "filesvc")
+        stack.callback(filesvc.stop)
+        filesvc.start()
+    work = root / "work"
+    work.mkdir()
+    return Bench(src, sha256, work, nginx, filesvc)
+
+
+def benchmark(args: argparse.Namespace) -> dict[str, Any]:
+    with contextlib.ExitStack() as stack:
+        root = make_workspace(stack, args.tmp_dir)
+        bench = start_servers(args, stack, root)
+        sampler = None
+        if bench.filesvc is not None:
+            sampler = RssSampler(bench.filesvc.pid)
+            sampler.start()
+            stack.callback(sampler.stop)
+            # Last step before the first timed transfer: VmHWM from here covers the transfers.
+            bench.filesvc.reset_peak_rss()
+        run_all(bench, args.repeat)
+        if sampler is not None:
+            sampler.stop()
+        memory = memory_report(bench.filesvc, sampler)
+        return build_report(args, bench, memory, bench.nginx.binary)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.loadavg_at_start = [round(x, 2) for x in os.getloadavg()]
+    log(f"load average {args.loadavg_at_start} on {os.cpu_count()} CPUs (other load skews MB/s)")
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, raise_on_signal)
+    try:
+        report = benchmark(args)
+    except BenchError as exc:
+        log(f"BENCHMARK FAILED: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        log("interrupted; cleaned up")
+        return 130
+    print()
+    print(render_table(report))
+    print()
+    write_json(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
