@@ -209,7 +209,8 @@ def run_server(root: Path, extra_env: Mapping[str, str] | None = None) -> Iterat
     """
     data_dir = root / "data"
     stdout_path, stderr_path = root / "server.stdout.log", root / "server.stderr.log"
-    password = secrets.token_urlsafe(24)
+    # A restart on the same data dir must reuse the admin password it was created with.
+    password = (extra_env or {}).get("FILESVC_ADMIN_PASSWORD") or secrets.token_urlsafe(24)
     env = {k: v for k, v in os.environ.items() if not k.startswith("FILESVC_")}
     env |= {
         "FILESVC_DATA_DIR": str(data_dir),
