@@ -9,8 +9,14 @@ from typing import Any
 
 _FIELDS: dict[str, Any] = {
     "visibility": {"type": "string", "enum": ["private", "internal", "public"]},
-    "name": {"type": "string", "description": "Display name; defaults to the file's name."},
-    "metadata": {"type": "string", "description": "A JSON object, as text."},
+    # Swagger UI pre-fills text fields with their first example ("string" if none) and
+    # sends them even when emptied; empty means "not given" on the server.
+    "name": {
+        "type": "string",
+        "description": "Display name; defaults to the file's name.",
+        "examples": [""],
+    },
+    "metadata": {"type": "string", "description": "A JSON object, as text.", "examples": ["{}"]},
 }
 _CHECKSUM_HEADERS: list[dict[str, Any]] = [
     {

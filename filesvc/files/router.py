@@ -11,6 +11,7 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from filesvc.auth.dependencies import CurrentUser, EditorUser
 from filesvc.deps import SessionDep, SettingsDep, StorageDep
+from filesvc.errors import error_responses
 from filesvc.files import service
 from filesvc.files.dependencies import ChangeableFile, DownloadableFile, ReadableFile
 from filesvc.files.downloads import file_response
@@ -54,16 +55,18 @@ class RawNameConvertor(Convertor[str]):
 
 register_url_convertor("rawname", RawNameConvertor())
 
-router = APIRouter(prefix="/files", tags=["files"])
+router = APIRouter(prefix="/files", tags=["files"], responses=error_responses(401))
+UPLOAD_ERRORS = error_responses(400, 403, 413, 415)
 
 
 def _form_options(form: ReceivedForm) -> FileUpdate:
     try:
         visibility = form.fields.get("visibility")
         return FileUpdate(
-            name=form.fields.get("name"),
+            # Empty fields (as HTML forms and Swagger UI send them) mean "not given".
+            name=form.fields.get("name") or None,
             visibility=Visibility(visibility) if visibility else None,
-            metadata=parse_metadata_field(form.fields.get("metadata")),
+            metadata=parse_metadata_field(form.fields.get("metadata") or None),
         )
     except ValueError as exc:  # includes pydantic's ValidationError
         detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
@@ -120,6 +123,7 @@ async def _delete_old_blob(storage: Storage, key: str) -> None:
     "",
     status_code=status.HTTP_201_CREATED,
     openapi_extra=multipart_upload(many=False),
+    responses=UPLOAD_ERRORS,
     summary="Upload a file (multipart/form-data, part `file`)",
 )
 async def upload_file(
@@ -141,6 +145,7 @@ async def upload_file(
     "/batch",
     status_code=status.HTTP_201_CREATED,
     openapi_extra=multipart_upload(many=True),
+    responses=UPLOAD_ERRORS,
     summary="Upload several files at once; all or nothing",
 )
 async def upload_files(
@@ -162,6 +167,7 @@ async def upload_files(
     "/raw/{name:rawname}",
     status_code=status.HTTP_201_CREATED,
     openapi_extra=raw_upload(),
+    responses=UPLOAD_ERRORS,
     summary="Upload a raw body (`curl -T`), Content-Length or chunked",
 )
 async def upload_raw_file(
@@ -186,6 +192,7 @@ async def upload_raw_file(
 @router.put(
     "/{file_id}/content",
     openapi_extra=raw_upload(),
+    responses=UPLOAD_ERRORS,
     summary="Replace a file's bytes",
 )
 async def replace_file_content(

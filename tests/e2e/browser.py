@@ -17,7 +17,6 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -122,7 +121,10 @@ def serve_offline(context: BrowserContext, base_url: str, dist: Path) -> list[st
             route.abort("internetdisconnected")
 
     local_prefix = base_url.rstrip("/") + "/"
-    leaves_server: Callable[[str], bool] = lambda url: not url.startswith(local_prefix)  # noqa: E731
+
+    def leaves_server(url: str) -> bool:
+        return not url.startswith(local_prefix)
+
     context.route(leaves_server, handle)
     return aborted
 
@@ -183,9 +185,9 @@ class SwaggerUI:
 
     @staticmethod
     def fill_parameter(block: Locator, name: str, value: str) -> None:
-        field = block.locator(f'tr[data-param-name="{name}"] input')
-        field.fill(value)
-        field.blur()  # Swagger UI debounces typing; leaving the field commits it at once
+        box = block.locator(f'tr[data-param-name="{name}"] input')
+        box.fill(value)
+        box.blur()  # Swagger UI debounces typing; leaving the field commits it at once
 
     def execute(self, block: Locator, method: str, path: str) -> Answer:
         """Click "Execute"; the HTTP response the page got, once Swagger UI shows it."""

@@ -319,3 +319,11 @@ async def test_no_database_connection_is_held_while_the_body_arrives(
     await app(scope, receive, send)
     assert sent[0]["status"] == 201
     assert checked_out_while_receiving == [0, 0, 0]
+
+
+async def test_empty_form_fields_mean_not_given(client: httpx.AsyncClient, editor: Account) -> None:
+    """HTML forms and Swagger UI send emptied text inputs as empty fields."""
+    body = await uploaded(
+        client, editor, filename="kept.txt", fields={"name": "", "metadata": "", "visibility": ""}
+    )
+    assert (body["name"], body["metadata"], body["visibility"]) == ("kept.txt", {}, "private")
