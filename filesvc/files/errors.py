@@ -13,6 +13,18 @@ class UploadTooLarge(PayloadTooLarge):
         super().__init__(f"The upload is larger than the limit of {limit} bytes.")
 
 
+class QuotaExceeded(PayloadTooLarge):
+    code = "quota_exceeded"
+    detail = "The upload would take you over your storage quota."
+
+
+class ContentTypeNotAllowed(UnsupportedMediaType):
+    code = "content_type_not_allowed"
+
+    def __init__(self, content_type: str) -> None:
+        super().__init__(f"Files of type {content_type!r} are not accepted here.")
+
+
 class ChecksumMismatch(BadRequest):
     code = "checksum_mismatch"
     detail = "The uploaded bytes do not match the checksum the client sent."

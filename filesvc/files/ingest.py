@@ -26,9 +26,10 @@ from filesvc.files.errors import (
     MissingFilePart,
     TooManyFiles,
     UploadIncomplete,
-    UploadTooLarge,
 )
+from filesvc.files.limits import ByteBudget, UploadLimits
 from filesvc.files.multipart import MultipartReader, PartData, PartEnd, PartStart
+from filesvc.files.names import resolve_content_type
 from filesvc.storage.base import BlobWriter, Storage
 
 # Bytes handed to the hashing and writing threads at a time: big enough that the thread
@@ -53,19 +54,6 @@ class StoredBlob:
     sha256: str
     filename: str | None
     content_type: str | None
-
-
-class ByteBudget:
-    """Counts file bytes across one request and stops it at the upload limit."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.used = 0
-
-    def spend(self, amount: int) -> None:
-        self.used += amount
-        if self.used > self.limit:
-            raise UploadTooLarge(self.limit)
 
 
 class BlobSink:
@@ -161,13 +149,16 @@ def _declared_length(request: Request) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
-async def receive_raw(request: Request, storage: Storage, max_bytes: int) -> StoredBlob:
+async def receive_raw(
+    request: Request, storage: Storage, limits: UploadLimits, name: str
+) -> StoredBlob:
     """Store a raw request body (Content-Length or chunked) as one blob."""
+    limits.check_type(resolve_content_type(request.headers.get("content-type"), name))
     declared = _declared_length(request)
-    if declared is not None and declared > max_bytes:
-        raise UploadTooLarge(max_bytes)
+    if declared is not None:
+        limits.check_size(declared)
     expected = expected_sha256(request.headers)
-    sink = BlobSink(await storage.open_writer(new_storage_key()), ByteBudget(max_bytes))
+    sink = BlobSink(await storage.open_writer(new_storage_key()), ByteBudget(limits))
     try:
         async for chunk in _body(request):
             await sink.write(chunk)
@@ -204,7 +195,7 @@ class _FieldBuffer:
 
 
 async def receive_form(
-    request: Request, storage: Storage, *, max_files: int, max_bytes: int
+    request: Request, storage: Storage, limits: UploadLimits, *, max_files: int
 ) -> ReceivedForm:
     """Store every `file` part of a multipart body and collect the known text fields.
 
@@ -212,11 +203,11 @@ async def receive_form(
     may always carry its own `Content-Digest` or `X-Checksum-SHA256` header.
     """
     declared = _declared_length(request)
-    if declared is not None and declared > max_bytes * max_files + MULTIPART_OVERHEAD_BYTES:
-        raise UploadTooLarge(max_bytes)
+    if declared is not None:
+        limits.check_size(max(declared - MULTIPART_OVERHEAD_BYTES, 0))
     reader = MultipartReader(request.headers.get("content-type"))
     request_checksum = expected_sha256(request.headers) if max_files == 1 else None
-    budget = ByteBudget(max_bytes)
+    budget = ByteBudget(limits)
     form = ReceivedForm()
     sink: BlobSink | None = None
     part: PartStart | None = None
@@ -231,6 +222,10 @@ async def receive_form(
                     if event.name == FILE_FIELD:
                         if len(form.blobs) >= max_files:
                             raise TooManyFiles(f"Send at most {max_files} `file` part(s).")
+                        # Early, before any byte is stored; checked again on the final name.
+                        limits.check_type(
+                            resolve_content_type(event.content_type, event.filename or "")
+                        )
                         sink = BlobSink(await storage.open_writer(new_storage_key()), budget)
                     elif event.name in FORM_FIELDS:
                         field_buffer = _FieldBuffer(event.name)

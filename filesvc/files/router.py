@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from starlette.convertors import Convertor, register_url_convertor
 
 from filesvc.auth.dependencies import CurrentUser, EditorUser
+from filesvc.config import Settings
 from filesvc.deps import SessionDep, SettingsDep, StorageDep
 from filesvc.errors import error_responses
 from filesvc.files import service
@@ -24,6 +25,7 @@ from filesvc.files.ingest import (
     receive_form,
     receive_raw,
 )
+from filesvc.files.limits import UploadLimits
 from filesvc.files.models import File, Visibility
 from filesvc.files.openapi import multipart_upload, raw_upload
 from filesvc.files.schemas import (
@@ -73,10 +75,14 @@ def _form_options(form: ReceivedForm) -> FileUpdate:
         raise InvalidField(f"Invalid form field: {detail}") from None
 
 
-async def _release_connection(session: SessionDep) -> None:
-    """End the auth lookup's transaction before a body that may take minutes arrives, so
-    a slow upload holds no pooled connection (the insert afterwards takes a fresh one)."""
+async def _limits_then_release(
+    session: SessionDep, settings: Settings, owner_id: str, replacing: int = 0
+) -> UploadLimits:
+    """The upload's limits for this owner; then end the auth lookup's transaction, so a
+    body that may take minutes holds no pooled connection (the insert takes a fresh one)."""
+    used = await service.used_bytes(session, owner_id) if settings.user_quota_bytes else 0
     await session.commit()
+    return UploadLimits.for_owner(settings, used - replacing)
 
 
 @asynccontextmanager
@@ -90,7 +96,7 @@ async def _discard_on_failure(storage: Storage, blobs: list[StoredBlob]) -> Asyn
 
 
 async def _save_form(
-    session: SessionDep, storage: Storage, user: User, form: ReceivedForm
+    session: SessionDep, storage: Storage, user: User, form: ReceivedForm, limits: UploadLimits
 ) -> list[File]:
     async with _discard_on_failure(storage, form.blobs):
         options = _form_options(form)
@@ -107,6 +113,8 @@ async def _save_form(
             )
             for blob in form.blobs
         ]
+        for file in files:  # the final type, now that the names are known
+            limits.check_type(file.content_type)
         await session.commit()
     return files
 
@@ -134,9 +142,9 @@ async def upload_file(
     storage: StorageDep,
     settings: SettingsDep,
 ) -> FileRead:
-    await _release_connection(session)
-    form = await receive_form(request, storage, max_files=1, max_bytes=settings.max_upload_bytes)
-    [file] = await _save_form(session, storage, user, form)
+    limits = await _limits_then_release(session, settings, user.id)
+    form = await receive_form(request, storage, limits, max_files=1)
+    [file] = await _save_form(session, storage, user, form, limits)
     response.headers["Location"] = file_url(file.id)
     return FileRead.of(file)
 
@@ -155,11 +163,9 @@ async def upload_files(
     storage: StorageDep,
     settings: SettingsDep,
 ) -> FileBatch:
-    await _release_connection(session)
-    form = await receive_form(
-        request, storage, max_files=settings.max_batch_files, max_bytes=settings.max_upload_bytes
-    )
-    files = await _save_form(session, storage, user, form)
+    limits = await _limits_then_release(session, settings, user.id)
+    form = await receive_form(request, storage, limits, max_files=settings.max_batch_files)
+    files = await _save_form(session, storage, user, form, limits)
     return FileBatch(items=[FileRead.of(file) for file in files])
 
 
@@ -180,8 +186,8 @@ async def upload_raw_file(
     settings: SettingsDep,
     visibility: Visibility | None = None,
 ) -> FileRead:
-    await _release_connection(session)
-    blob = await receive_raw(request, storage, settings.max_upload_bytes)
+    limits = await _limits_then_release(session, settings, user.id)
+    blob = await receive_raw(request, storage, limits, name)
     async with _discard_on_failure(storage, [blob]):
         file = service.add_file(session, user, blob, name=name, visibility=visibility)
         await session.commit()
@@ -202,8 +208,8 @@ async def replace_file_content(
     storage: StorageDep,
     settings: SettingsDep,
 ) -> FileRead:
-    await _release_connection(session)
-    blob = await receive_raw(request, storage, settings.max_upload_bytes)
+    limits = await _limits_then_release(session, settings, file.owner_id, replacing=file.size)
+    blob = await receive_raw(request, storage, limits, file.name)
     async with _discard_on_failure(storage, [blob]):
         old_key = service.replace_content(file, blob)
         await session.commit()

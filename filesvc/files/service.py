@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from filesvc.files.errors import FileNotFound
@@ -21,6 +21,13 @@ async def get_file(session: AsyncSession, file_id: str) -> File:
     if file is None:
         raise FileNotFound()
     return file
+
+
+async def used_bytes(session: AsyncSession, owner_id: str) -> int:
+    total = await session.scalar(
+        select(func.coalesce(func.sum(File.size), 0)).where(File.owner_id == owner_id)
+    )
+    return int(total or 0)
 
 
 def add_file(

@@ -6,7 +6,8 @@ import os
 import pytest
 
 from filesvc.files.errors import ChecksumMismatch, UploadTooLarge
-from filesvc.files.ingest import BATCH_BYTES, BlobSink, ByteBudget, new_storage_key
+from filesvc.files.ingest import BATCH_BYTES, BlobSink, new_storage_key
+from filesvc.files.limits import ByteBudget, UploadLimits
 from filesvc.storage.base import ObjectNotFound, StorageError
 from filesvc.storage.memory import MemoryBlobWriter, MemoryStorage
 
@@ -21,7 +22,7 @@ async def read_back(storage: MemoryStorage, key: str) -> bytes:
 
 async def new_sink(storage: MemoryStorage, budget: ByteBudget | None = None) -> BlobSink:
     writer = await storage.open_writer(new_storage_key())
-    return BlobSink(writer, budget or ByteBudget(10 * len(DATA)))
+    return BlobSink(writer, budget or ByteBudget(UploadLimits(max_bytes=10 * len(DATA))))
 
 
 async def write_pieces(sink: BlobSink, data: bytes, piece: int = PIECE) -> None:
@@ -92,7 +93,7 @@ async def test_checksum_mismatch_commits_nothing() -> None:
 
 async def test_over_budget() -> None:
     storage = MemoryStorage()
-    sink = await new_sink(storage, ByteBudget(BATCH_BYTES + 10))
+    sink = await new_sink(storage, ByteBudget(UploadLimits(max_bytes=BATCH_BYTES + 10)))
     with pytest.raises(UploadTooLarge) as excinfo:
         await write_pieces(sink, DATA)
     assert excinfo.value.status_code == 413
@@ -104,7 +105,7 @@ async def test_over_budget() -> None:
 
 async def test_exactly_at_budget_is_fine() -> None:
     storage = MemoryStorage()
-    sink = await new_sink(storage, ByteBudget(len(DATA)))
+    sink = await new_sink(storage, ByteBudget(UploadLimits(max_bytes=len(DATA))))
     await write_pieces(sink, DATA)
     await sink.finish(None)
     assert await read_back(storage, sink.writer.key) == DATA
@@ -112,7 +113,7 @@ async def test_exactly_at_budget_is_fine() -> None:
 
 async def test_budget_is_shared_across_sinks() -> None:
     storage = MemoryStorage()
-    budget = ByteBudget(10)
+    budget = ByteBudget(UploadLimits(max_bytes=10))
     first = await new_sink(storage, budget)
     second = await new_sink(storage, budget)
     await first.write(b"123456")
@@ -128,7 +129,7 @@ async def test_budget_is_shared_across_sinks() -> None:
 
 
 def test_budget_counts() -> None:
-    budget = ByteBudget(5)
+    budget = ByteBudget(UploadLimits(max_bytes=5))
     budget.spend(0)
     budget.spend(5)
     assert budget.used == 5
@@ -158,7 +159,7 @@ class FailingWriter(MemoryBlobWriter):
 async def test_abort_after_a_failing_write_leaves_nothing() -> None:
     storage = MemoryStorage()
     writer = FailingWriter(storage, new_storage_key(), healthy=1)
-    sink = BlobSink(writer, ByteBudget(10 * len(DATA)))
+    sink = BlobSink(writer, ByteBudget(UploadLimits(max_bytes=10 * len(DATA))))
     # The second batch fails in the background; the error surfaces on a later call.
     with pytest.raises(StorageError, match="disk full"):
         await upload(sink, DATA)
@@ -170,7 +171,7 @@ async def test_abort_after_a_failing_write_leaves_nothing() -> None:
 async def test_failure_surfaces_on_finish() -> None:
     storage = MemoryStorage()
     writer = FailingWriter(storage, new_storage_key(), healthy=0)
-    sink = BlobSink(writer, ByteBudget(100))
+    sink = BlobSink(writer, ByteBudget(UploadLimits(max_bytes=100)))
     await sink.write(b"small")  # buffered, not yet written
     with pytest.raises(StorageError):
         await sink.finish(None)
