@@ -83,11 +83,6 @@ class RangeNotSatisfiable(AppError):
         super().__init__(headers={"Content-Range": f"bytes */{size}"})
 
 
-class ServiceUnavailable(AppError):
-    status_code = 503
-    code = "service_unavailable"
-
-
 class ErrorBody(BaseModel):
     """The shape of every error reply (422 keeps FastAPI's list in `detail`)."""
 

@@ -9,6 +9,7 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 
 import jwt
@@ -22,8 +23,13 @@ _hasher = PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 # At most two hashes at once: a burst of logins queues instead of eating memory.
 # (An executor, unlike an asyncio.Semaphore, is not tied to one event loop.)
 _hashing_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="argon2")
-# Verified when the user does not exist, so a login costs the same either way.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@cache
+def _dummy_hash() -> str:
+    """Verified when the user does not exist, so a login costs the same either way.
+    Made on first need (in the hashing thread), not at import."""
+    return _hasher.hash(secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +40,7 @@ class PasswordCheck:
 
 def _verify(password_hash: str | None, password: str) -> PasswordCheck:
     try:
-        _hasher.verify(password_hash or _DUMMY_HASH, password)
+        _hasher.verify(password_hash or _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         return PasswordCheck(ok=False)
     if password_hash is None:

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
 from starlette.requests import ClientDisconnect, Request
 
 from filesvc.files.checksums import expected_sha256
@@ -28,8 +29,10 @@ from filesvc.files.errors import (
     UploadIncomplete,
 )
 from filesvc.files.limits import ByteBudget, UploadLimits
+from filesvc.files.models import Visibility
 from filesvc.files.multipart import MultipartReader, PartData, PartEnd, PartStart
 from filesvc.files.names import resolve_content_type
+from filesvc.files.schemas import FileUpdate
 from filesvc.storage.base import BlobWriter, Storage
 
 # Bytes handed to the hashing and writing threads at a time: big enough that the thread
@@ -38,7 +41,6 @@ BATCH_BYTES = 1024 * 1024
 # Multipart framing allowed on top of the file bytes before Content-Length alone is a 413.
 MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 MAX_FIELD_BYTES = 64 * 1024
-MAX_PARTS = 100
 FILE_FIELD = "file"
 FORM_FIELDS = ("name", "visibility", "metadata")
 
@@ -166,19 +168,28 @@ async def receive_raw(
     except BaseException:
         await sink.abort()
         raise
-    return StoredBlob(
-        key=sink.writer.key,
-        size=sink.size,
-        sha256=digest,
-        filename=None,
-        content_type=request.headers.get("content-type"),
-    )
+    content_type = request.headers.get("content-type")
+    return StoredBlob(sink.writer.key, sink.size, digest, None, content_type)
 
 
 @dataclass(slots=True)
 class ReceivedForm:
     blobs: list[StoredBlob] = field(default_factory=list)
     fields: dict[str, str] = field(default_factory=dict)
+
+    def options(self) -> FileUpdate:
+        """The `name`, `visibility` and `metadata` fields, validated like a PATCH body."""
+        # Empty fields (as HTML forms and Swagger UI send them) mean "not given".
+        name, visibility, metadata = (self.fields.get(key) or None for key in FORM_FIELDS)
+        try:
+            return FileUpdate(
+                name=name,
+                visibility=Visibility(visibility) if visibility else None,
+                metadata=_parse_metadata(metadata) if metadata else None,
+            )
+        except ValueError as exc:  # includes pydantic's ValidationError
+            detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+            raise InvalidField(f"Invalid form field: {detail}") from None
 
 
 class _FieldBuffer:
@@ -194,6 +205,67 @@ class _FieldBuffer:
             )
 
 
+class _FormReceiver:
+    """Handles the reader's events: `file` parts to storage, known text fields to memory."""
+
+    def __init__(
+        self, storage: Storage, limits: UploadLimits, max_files: int, request_checksum: str | None
+    ) -> None:
+        self.form = ReceivedForm()
+        self._storage = storage
+        self._limits = limits
+        self._budget = ByteBudget(limits)
+        self._max_files = max_files
+        self._request_checksum = request_checksum
+        self._part: PartStart | None = None
+        self._sink: BlobSink | None = None
+        self._field: _FieldBuffer | None = None
+
+    async def handle(self, event: PartStart | PartData | PartEnd) -> None:
+        if isinstance(event, PartStart):
+            await self._start(event)
+        elif isinstance(event, PartData):
+            await self._data(event.data)
+        else:
+            await self._end()
+
+    async def _start(self, part: PartStart) -> None:
+        self._part = part
+        if part.name == FILE_FIELD:
+            if len(self.form.blobs) >= self._max_files:
+                raise TooManyFiles(f"Send at most {self._max_files} `file` part(s).")
+            # Early, before any byte is stored; checked again on the final name.
+            self._limits.check_type(resolve_content_type(part.content_type, part.filename or ""))
+            writer = await self._storage.open_writer(new_storage_key())
+            self._sink = BlobSink(writer, self._budget)
+        elif part.name in FORM_FIELDS:
+            self._field = _FieldBuffer(part.name)
+
+    async def _data(self, data: bytes) -> None:
+        if self._sink is not None:
+            await self._sink.write(data)
+        elif self._field is not None:
+            self._field.write(data)
+
+    async def _end(self) -> None:
+        if self._sink is not None and self._part is not None:
+            expected = expected_sha256(self._part.headers) or self._request_checksum
+            digest = await self._sink.finish(expected)
+            part, size = self._part, self._sink.size
+            self.form.blobs.append(
+                StoredBlob(self._sink.writer.key, size, digest, part.filename, part.content_type)
+            )
+            self._sink = None
+        elif self._field is not None:
+            self.form.fields[self._field.name] = self._field.value.decode("utf-8", "replace")
+            self._field = None
+
+    async def abort(self) -> None:
+        if self._sink is not None:
+            await self._sink.abort()
+        await discard_blobs(self._storage, [blob.key for blob in self.form.blobs])
+
+
 async def receive_form(
     request: Request, storage: Storage, limits: UploadLimits, *, max_files: int
 ) -> ReceivedForm:
@@ -207,64 +279,23 @@ async def receive_form(
         limits.check_size(max(declared - MULTIPART_OVERHEAD_BYTES, 0))
     reader = MultipartReader(request.headers.get("content-type"))
     request_checksum = expected_sha256(request.headers) if max_files == 1 else None
-    budget = ByteBudget(limits)
-    form = ReceivedForm()
-    sink: BlobSink | None = None
-    part: PartStart | None = None
-    field_buffer: _FieldBuffer | None = None
+    receiver = _FormReceiver(storage, limits, max_files, request_checksum)
     try:
         async for chunk in _body(request):
             for event in reader.feed(chunk):
-                if isinstance(event, PartStart):
-                    if reader.parts_started > MAX_PARTS:
-                        raise InvalidField(f"A form may have at most {MAX_PARTS} parts.")
-                    part = event
-                    if event.name == FILE_FIELD:
-                        if len(form.blobs) >= max_files:
-                            raise TooManyFiles(f"Send at most {max_files} `file` part(s).")
-                        # Early, before any byte is stored; checked again on the final name.
-                        limits.check_type(
-                            resolve_content_type(event.content_type, event.filename or "")
-                        )
-                        sink = BlobSink(await storage.open_writer(new_storage_key()), budget)
-                    elif event.name in FORM_FIELDS:
-                        field_buffer = _FieldBuffer(event.name)
-                elif isinstance(event, PartData):
-                    if sink is not None:
-                        await sink.write(event.data)
-                    elif field_buffer is not None:
-                        field_buffer.write(event.data)
-                elif isinstance(event, PartEnd):
-                    if sink is not None and part is not None:
-                        expected = expected_sha256(part.headers) or request_checksum
-                        digest = await sink.finish(expected)
-                        form.blobs.append(
-                            StoredBlob(
-                                sink.writer.key, sink.size, digest, part.filename, part.content_type
-                            )
-                        )
-                        sink = None
-                    elif field_buffer is not None:
-                        form.fields[field_buffer.name] = field_buffer.value.decode(
-                            "utf-8", "replace"
-                        )
-                        field_buffer = None
+                await receiver.handle(event)
             if reader.ended:
                 break  # anything after the closing boundary is ignored, not read
         reader.finish()
-        if not form.blobs:
+        if not receiver.form.blobs:
             raise MissingFilePart()
     except BaseException:
-        if sink is not None:
-            await sink.abort()
-        await discard_blobs(storage, [blob.key for blob in form.blobs])
+        await receiver.abort()
         raise
-    return form
+    return receiver.form
 
 
-def parse_metadata_field(text: str | None) -> dict[str, Any] | None:
-    if text is None:
-        return None
+def _parse_metadata(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError:

@@ -11,13 +11,14 @@ from dataclasses import dataclass, field
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from filesvc.files.errors import MalformedMultipart, MultipartRequired
+from filesvc.files.errors import InvalidField, MalformedMultipart, MultipartRequired
 
 # A body that has not started its first part by now is junk, not a slow client.
 MAX_PREAMBLE_BYTES = 64 * 1024
 # Room for a 4,000-byte file name in Content-Disposition, but no more.
 MAX_PART_HEADER_BYTES = 16 * 1024
 MAX_PART_HEADERS = 16
+MAX_PARTS = 100
 
 
 @dataclass(slots=True)
@@ -102,6 +103,8 @@ class MultipartReader:
 
     def _on_part_begin(self) -> None:
         self.parts_started += 1
+        if self.parts_started > MAX_PARTS:
+            raise InvalidField(f"A form may have at most {MAX_PARTS} parts.")
         self._headers = {}
 
     def _on_header_field(self, data: bytes, start: int, end: int) -> None:

@@ -6,7 +6,6 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response, status
-from pydantic import ValidationError
 from starlette.convertors import Convertor, register_url_convertor
 
 from filesvc.auth.dependencies import CurrentUser, EditorUser
@@ -21,7 +20,6 @@ from filesvc.files.ingest import (
     ReceivedForm,
     StoredBlob,
     discard_blobs,
-    parse_metadata_field,
     receive_form,
     receive_raw,
 )
@@ -61,20 +59,6 @@ router = APIRouter(prefix="/files", tags=["files"], responses=error_responses(40
 UPLOAD_ERRORS = error_responses(400, 403, 413, 415)
 
 
-def _form_options(form: ReceivedForm) -> FileUpdate:
-    try:
-        visibility = form.fields.get("visibility")
-        return FileUpdate(
-            # Empty fields (as HTML forms and Swagger UI send them) mean "not given".
-            name=form.fields.get("name") or None,
-            visibility=Visibility(visibility) if visibility else None,
-            metadata=parse_metadata_field(form.fields.get("metadata") or None),
-        )
-    except ValueError as exc:  # includes pydantic's ValidationError
-        detail = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
-        raise InvalidField(f"Invalid form field: {detail}") from None
-
-
 async def _limits_then_release(
     session: SessionDep, settings: Settings, owner_id: str, replacing: int = 0
 ) -> UploadLimits:
@@ -99,7 +83,7 @@ async def _save_form(
     session: SessionDep, storage: Storage, user: User, form: ReceivedForm, limits: UploadLimits
 ) -> list[File]:
     async with _discard_on_failure(storage, form.blobs):
-        options = _form_options(form)
+        options = form.options()
         if options.name is not None and len(form.blobs) > 1:
             raise InvalidField("`name` can only be given when uploading one file.")
         files = [

@@ -4,6 +4,7 @@ import hashlib
 from typing import Any
 
 import httpx
+from starlette.types import Scope
 
 from tests.conftest import Account
 
@@ -40,3 +41,22 @@ async def file_ids(client: httpx.AsyncClient, account: Account) -> list[str]:
     response = await client.get("/api/v1/files?limit=1000", headers=account.headers)
     assert response.status_code == 200
     return [item["id"] for item in response.json()["items"]]
+
+
+def http_scope(method: str, path: str, token: str, *headers: tuple[bytes, bytes]) -> Scope:
+    """An ASGI HTTP scope, for tests that drive the app as a server would."""
+    return {
+        "type": "http",
+        # 2.4: FileResponse then leaves receive() alone while it sends.
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "server": ("testserver", 80),
+        "client": ("t", 1),
+        "headers": [(b"authorization", f"Bearer {token}".encode()), *headers],
+    }

@@ -11,11 +11,11 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from starlette.types import Message, Scope
+from starlette.types import Message
 
 from filesvc.config import Settings
 from tests.conftest import Account, blob_files, client_for, running_app
-from tests.files.helpers import file_ids, upload, uploaded
+from tests.files.helpers import file_ids, http_scope, upload, uploaded
 
 LIMIT = 64 * 1024
 
@@ -261,24 +261,13 @@ async def _disconnect_halfway(
     async def send(message: Message) -> None:
         return None
 
-    scope: Scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "PUT" if "raw" in path else "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "server": ("testserver", 80),
-        "client": ("t", 1),
-        "headers": [
-            (b"authorization", f"Bearer {token}".encode()),
-            (b"content-type", content_type.encode()),
-            (b"content-length", b"50000000"),
-        ],
-    }
+    scope = http_scope(
+        "PUT" if "raw" in path else "POST",
+        path,
+        token,
+        (b"content-type", content_type.encode()),
+        (b"content-length", b"50000000"),
+    )
     await app(scope, receive, send)
     assert messages == []  # the app read up to the disconnect
 

@@ -7,11 +7,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy.pool import QueuePool
-from starlette.types import Message, Scope
+from starlette.types import Message
 
 from filesvc.deps import AppContext
 from tests.conftest import Account
-from tests.files.helpers import sha256, uploaded
+from tests.files.helpers import http_scope, sha256, uploaded
 
 DATA = bytes(range(256)) * 40  # 10,240 bytes
 
@@ -230,20 +230,7 @@ async def test_no_database_connection_is_held_while_streaming(
             checked_out_during_body.append(pool.checkedout())
             body.extend(message.get("body", b""))
 
-    scope: Scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": stored["content_url"],
-        "raw_path": b"",
-        "query_string": b"",
-        "root_path": "",
-        "server": ("testserver", 80),
-        "client": ("t", 1),
-        "headers": [(b"authorization", f"Bearer {editor.token}".encode())],
-    }
+    scope = http_scope("GET", stored["content_url"], editor.token)
     await app(scope, receive, send)
     assert bytes(body) == DATA
     assert checked_out_during_body

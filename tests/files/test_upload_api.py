@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 import httpx
 from fastapi import FastAPI
 from sqlalchemy.pool import QueuePool
-from starlette.types import Message, Scope
+from starlette.types import Message
 
 from filesvc.config import Settings
 from filesvc.deps import AppContext
-from tests.conftest import Account
-from tests.files.helpers import file_ids, sha256, upload, uploaded
+from tests.conftest import Account, blob_files
+from tests.files.helpers import file_ids, http_scope, sha256, upload, uploaded
 
 
 async def test_multipart_upload_returns_file_and_location(
@@ -39,12 +39,7 @@ async def test_multipart_upload_returns_file_and_location(
 
     download = await client.get(body["content_url"], headers=editor.headers)
     assert sha256(download.content) == sha256(data)
-    assert len([p for p in _blobs(settings) if ".tmp" not in p]) == 1
-
-
-def _blobs(settings: Settings) -> list[str]:
-    root = settings.resolved_storage_dir
-    return [str(p) for p in root.rglob("*") if p.is_file()]
+    assert len([p for p in blob_files(settings) if ".tmp" not in p.parts]) == 1
 
 
 async def test_form_fields_set_name_visibility_and_metadata(
@@ -137,7 +132,7 @@ async def test_batch_is_all_or_nothing(
     assert response.status_code == 400
     assert response.json()["code"] == "checksum_mismatch"
     assert await file_ids(client, editor) == []
-    assert _blobs(settings) == []
+    assert blob_files(settings) == []
 
 
 async def test_single_upload_rejects_a_second_file(
@@ -147,7 +142,7 @@ async def test_single_upload_rejects_a_second_file(
     response = await client.post("/api/v1/files", files=files, headers=editor.headers)
     assert response.status_code == 400
     assert response.json()["code"] == "too_many_files"
-    assert _blobs(settings) == []
+    assert blob_files(settings) == []
 
 
 async def test_raw_upload_with_content_length(client: httpx.AsyncClient, editor: Account) -> None:
@@ -214,7 +209,7 @@ async def test_replace_content_changes_bytes_and_removes_old_blob(
     client: httpx.AsyncClient, editor: Account, settings: Settings
 ) -> None:
     created = await uploaded(client, editor, data=b"version one")
-    old_blobs = _blobs(settings)
+    old_blobs = blob_files(settings)
 
     response = await client.put(
         f"/api/v1/files/{created['id']}/content", content=b"version two!", headers=editor.headers
@@ -225,7 +220,7 @@ async def test_replace_content_changes_bytes_and_removes_old_blob(
     assert (body["size"], body["sha256"]) == (12, sha256(b"version two!"))
     download = await client.get(body["content_url"], headers=editor.headers)
     assert download.content == b"version two!"
-    new_blobs = _blobs(settings)
+    new_blobs = blob_files(settings)
     assert len(new_blobs) == 1
     assert new_blobs != old_blobs
 
@@ -243,7 +238,7 @@ async def test_replace_with_bad_checksum_keeps_old_content(
     assert response.json()["code"] == "checksum_mismatch"
     download = await client.get(created["content_url"], headers=editor.headers)
     assert download.content == b"original"
-    assert len(_blobs(settings)) == 1
+    assert len(blob_files(settings)) == 1
 
 
 async def test_viewer_cannot_upload(client: httpx.AsyncClient, viewer: Account) -> None:
@@ -302,20 +297,7 @@ async def test_no_database_connection_is_held_while_the_body_arrives(
     async def send(message: Message) -> None:
         sent.append(message)
 
-    scope: Scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "PUT",
-        "scheme": "http",
-        "path": "/api/v1/files/raw/slow.bin",
-        "raw_path": b"",
-        "query_string": b"",
-        "root_path": "",
-        "server": ("testserver", 80),
-        "client": ("t", 1),
-        "headers": [(b"authorization", f"Bearer {editor.token}".encode())],
-    }
+    scope = http_scope("PUT", "/api/v1/files/raw/slow.bin", editor.token)
     await app(scope, receive, send)
     assert sent[0]["status"] == 201
     assert checked_out_while_receiving == [0, 0, 0]

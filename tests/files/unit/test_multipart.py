@@ -5,9 +5,10 @@ import random
 
 import pytest
 
-from filesvc.files.errors import MalformedMultipart, MultipartRequired
+from filesvc.files.errors import InvalidField, MalformedMultipart, MultipartRequired
 from filesvc.files.multipart import (
     MAX_PART_HEADER_BYTES,
+    MAX_PARTS,
     MAX_PREAMBLE_BYTES,
     Event,
     MultipartReader,
@@ -298,3 +299,12 @@ def test_epilogue_after_closing_boundary_is_harmless() -> None:
     events = feed_all(reader, BODY + b"trailing junk" * 100, [])
     assert coalesce(events) == EXPECTED
     assert reader.ended
+
+
+def test_too_many_parts_are_rejected() -> None:
+    boundary = "many"
+    part = f'--{boundary}\r\nContent-Disposition: form-data; name="x"\r\n\r\nv\r\n'
+    body = (part * (MAX_PARTS + 1) + f"--{boundary}--\r\n").encode()
+    reader = MultipartReader(f"multipart/form-data; boundary={boundary}")
+    with pytest.raises(InvalidField):
+        reader.feed(body)
