@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 
+from pydantic import ValidationError
+
 from filesvc.config import Settings
 
 
@@ -66,6 +68,16 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_password(name: str) -> str | None:
+    password = os.environ.get("FILESVC_NEW_USER_PASSWORD") or getpass.getpass(
+        f"password for {name}: "
+    )
+    if len(password) < 8:
+        print("filesvc: passwords need at least 8 characters", file=sys.stderr)
+        return None
+    return password
+
+
 async def _users(settings: Settings, args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
@@ -78,11 +90,7 @@ async def _users(settings: Settings, args: argparse.Namespace) -> int:
     try:
         async with db.sessionmaker() as session:
             if args.users_command == "create":
-                password = os.environ.get("FILESVC_NEW_USER_PASSWORD") or getpass.getpass(
-                    f"password for {args.name}: "
-                )
-                if len(password) < 8:
-                    print("filesvc: passwords need at least 8 characters", file=sys.stderr)
+                if (password := _new_password(args.name)) is None:
                     return 2
                 try:
                     user = await service.create_user(session, args.name, password, Role(args.role))
@@ -91,18 +99,30 @@ async def _users(settings: Settings, args: argparse.Namespace) -> int:
                     return 1
                 await session.commit()
                 print(f"created {user.username} ({user.role.value}) id={user.id}")
-            elif args.users_command == "list":
+                return 0
+            if args.users_command == "list":
                 for user in await service.list_users(session):
                     state = " disabled" if user.disabled else ""
                     print(f"{user.id}  {user.username:<24} {user.role.value}{state}")
-            elif args.users_command == "set-role":
-                found = await session.scalar(select(User).where(User.username == args.name))
-                if found is None:
-                    print(f"filesvc: no user {args.name!r}", file=sys.stderr)
-                    return 1
+                return 0
+            found = await session.scalar(select(User).where(User.username == args.name))
+            if found is None:
+                print(f"filesvc: no user {args.name!r}", file=sys.stderr)
+                return 1
+            if args.users_command == "set-role":
                 found.role = Role(args.role)
-                await session.commit()
-                print(f"{found.username} is now {found.role.value}")
+                message = f"{found.username} is now {found.role.value}"
+            elif args.users_command == "set-password":
+                if (password := _new_password(args.name)) is None:
+                    return 2
+                await service.set_password(found, password)
+                message = f"new password set for {found.username}; older tokens no longer work"
+            else:
+                found.disabled = args.users_command == "disable"
+                state = "disabled" if found.disabled else "enabled"
+                message = f"{found.username} is {state}"
+            await session.commit()
+            print(message)
     finally:
         await db.dispose()
     return 0
@@ -140,6 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     set_role = users_commands.add_parser("set-role", help="change a user's role")
     set_role.add_argument("name")
     set_role.add_argument("role", choices=roles)
+    set_password = users_commands.add_parser(
+        "set-password",
+        help="set a user's password (from FILESVC_NEW_USER_PASSWORD or a prompt); "
+        "their older tokens stop working",
+    )
+    set_password.add_argument("name")
+    disable = users_commands.add_parser("disable", help="lock a user out, tokens included")
+    disable.add_argument("name")
+    enable = users_commands.add_parser("enable", help="let a disabled user sign in again")
+    enable.add_argument("name")
     users.set_defaults(handler=cmd_users)
     return parser
 
@@ -147,8 +177,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _configure_logging()
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        # Names and reasons only: the values may be secrets (the settings hide them too).
+        for error in exc.errors():
+            name = "FILESVC_" + "_".join(str(part) for part in error["loc"]).upper()
+            print(f"filesvc: invalid configuration: {name}: {error['msg']}", file=sys.stderr)
+        return 2
     handler = args.handler
-    return int(handler(Settings(), args))
+    return int(handler(settings, args))
 
 
 if __name__ == "__main__":

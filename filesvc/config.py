@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 GiB = 1024**3
+# HS256 keys shorter than the hash output make tokens and share links guessable offline.
+MIN_SECRET_KEY_BYTES = 32
 
 
 def _split_commas(value: object) -> object:
@@ -18,7 +20,10 @@ def _split_commas(value: object) -> object:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FILESVC_", extra="ignore")
+    # hide_input_in_errors: a rejected secret must not be echoed into a console or log.
+    model_config = SettingsConfigDict(
+        env_prefix="FILESVC_", extra="ignore", hide_input_in_errors=True
+    )
 
     data_dir: Path = Path("./data")
     database_url: str | None = None
@@ -33,8 +38,26 @@ class Settings(BaseSettings):
     allowed_content_types: Annotated[list[str], NoDecode] = []
     cors_origins: Annotated[list[str], NoDecode] = []
     access_token_ttl_seconds: int = Field(default=3600, gt=0)
+    public_url: AnyHttpUrl | None = None
+    max_archive_files: int = Field(default=1000, gt=0)
 
     _split = field_validator("allowed_content_types", "cors_origins", mode="before")(_split_commas)
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_KEY_BYTES:
+            raise ValueError(
+                f"FILESVC_SECRET_KEY must be at least {MIN_SECRET_KEY_BYTES} bytes; "
+                "unset it to have one generated into the data dir"
+            )
+        return value
+
+    def absolute_url(self, path: str) -> str:
+        """`path` under FILESVC_PUBLIC_URL, or the bare path without one (never from Host)."""
+        if self.public_url is None:
+            return path
+        return str(self.public_url).rstrip("/") + path
 
     @property
     def resolved_database_url(self) -> str:

@@ -26,7 +26,7 @@ def test_comma_lists_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_secrets_do_not_show_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FILESVC_SECRET_KEY", "very-secret-signing-key")
+    monkeypatch.setenv("FILESVC_SECRET_KEY", "very-secret-signing-key-" + "k" * 32)
     monkeypatch.setenv("FILESVC_ADMIN_PASSWORD", "very-secret-password")
     text = repr(Settings())
     assert "very-secret" not in text

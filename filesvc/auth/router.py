@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel
 
-from filesvc.auth.security import create_access_token, verify_password
+from filesvc.auth.security import TokenSubject, create_access_token, verify_password
 from filesvc.deps import ContextDep, SessionDep
 from filesvc.errors import InvalidCredentials
 from filesvc.users.service import get_by_username
@@ -34,4 +34,5 @@ async def login(
     if check.new_hash:
         user.password_hash = check.new_hash
     ttl = context.settings.access_token_ttl_seconds
-    return Token(access_token=create_access_token(user.id, context.secret_key, ttl), expires_in=ttl)
+    subject = TokenSubject(user.id, user.token_version)
+    return Token(access_token=create_access_token(subject, context.secret_key, ttl), expires_in=ttl)

@@ -61,22 +61,37 @@ async def hash_password(password: str) -> str:
     return await loop.run_in_executor(_hashing_pool, _hasher.hash, password)
 
 
-def create_access_token(user_id: str, secret: str, ttl_seconds: int) -> str:
+@dataclass(frozen=True, slots=True)
+class TokenSubject:
+    user_id: str
+    # The user's token version when the token was issued; a password change bumps it,
+    # so older tokens stop working at once.
+    version: int
+
+
+def create_access_token(subject: TokenSubject, secret: str, ttl_seconds: int) -> str:
     now = datetime.now(UTC)
-    claims = {"sub": user_id, "iat": now, "exp": now + timedelta(seconds=ttl_seconds)}
+    claims = {
+        "sub": subject.user_id,
+        "ver": subject.version,
+        "iat": now,
+        "exp": now + timedelta(seconds=ttl_seconds),
+    }
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def decode_access_token(token: str, secret: str) -> str | None:
-    """The user id in a valid, unexpired token, else None."""
+def decode_access_token(token: str, secret: str) -> TokenSubject | None:
+    """Who a valid, unexpired token names, else None."""
     try:
         claims = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "iat", "sub"]}
+            token, secret, algorithms=[ALGORITHM], options={"require": ["exp", "iat", "sub", "ver"]}
         )
     except jwt.PyJWTError:
         return None
-    subject = claims.get("sub")
-    return subject if isinstance(subject, str) else None
+    subject, version = claims.get("sub"), claims.get("ver")
+    if not isinstance(subject, str) or type(version) is not int:
+        return None
+    return TokenSubject(subject, version)
 
 
 def load_or_create_secret_key(data_dir: Path) -> str:

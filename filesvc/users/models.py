@@ -34,3 +34,6 @@ class User(TimestampMixin, Base):
         Enum(Role, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e])
     )
     disabled: Mapped[bool] = mapped_column(default=False)
+    # Carried in every access token; bumped when the password changes, which voids
+    # every token issued before.
+    token_version: Mapped[int] = mapped_column(default=0, server_default="0")

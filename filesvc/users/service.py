@@ -54,9 +54,15 @@ async def update_user(session: AsyncSession, actor: User, user: User, change: Us
     if change.disabled is not None:
         user.disabled = change.disabled
     if change.password is not None:
-        user.password_hash = await hash_password(change.password)
+        await set_password(user, change.password)
     await session.flush()
     return user
+
+
+async def set_password(user: User, password: str) -> None:
+    """New hash, and every token issued before it stops working."""
+    user.password_hash = await hash_password(password)
+    user.token_version += 1
 
 
 async def delete_user(session: AsyncSession, actor: User, user: User) -> None:

@@ -11,6 +11,7 @@ import pytest
 from argon2 import PasswordHasher
 
 from filesvc.auth.security import (
+    TokenSubject,
     create_access_token,
     decode_access_token,
     hash_password,
@@ -20,6 +21,7 @@ from filesvc.auth.security import (
 
 SECRET = secrets.token_urlsafe(48)  # 64 bytes: long enough for HS512 without warnings
 USER_ID = "5f0e3c1a-2b4d-4c6e-8f90-123456789abc"
+SUBJECT = TokenSubject(USER_ID, 7)
 
 
 async def test_hash_and_verify() -> None:
@@ -73,19 +75,19 @@ async def test_weak_hash_with_wrong_password_is_not_upgraded() -> None:
 
 
 def test_token_round_trip() -> None:
-    token = create_access_token(USER_ID, SECRET, ttl_seconds=60)
-    assert decode_access_token(token, SECRET) == USER_ID
+    token = create_access_token(SUBJECT, SECRET, ttl_seconds=60)
+    assert decode_access_token(token, SECRET) == SUBJECT
 
 
 def test_token_carries_expiry() -> None:
-    token = create_access_token(USER_ID, SECRET, ttl_seconds=60)
+    token = create_access_token(SUBJECT, SECRET, ttl_seconds=60)
     claims = jwt.decode(token, SECRET, algorithms=["HS256"])
     assert claims["sub"] == USER_ID
     assert 55 <= claims["exp"] - claims["iat"] <= 60
 
 
 def test_expired_token() -> None:
-    assert decode_access_token(create_access_token(USER_ID, SECRET, ttl_seconds=-1), SECRET) is None
+    assert decode_access_token(create_access_token(SUBJECT, SECRET, ttl_seconds=-1), SECRET) is None
 
 
 def encode(claims: dict[str, Any], key: str = SECRET, algorithm: str = "HS256") -> str:
@@ -94,13 +96,18 @@ def encode(claims: dict[str, Any], key: str = SECRET, algorithm: str = "HS256") 
 
 def claims(**overrides: Any) -> dict[str, Any]:
     now = datetime.now(UTC)
-    values: dict[str, Any] = {"sub": USER_ID, "iat": now, "exp": now + timedelta(minutes=5)}
+    values: dict[str, Any] = {
+        "sub": USER_ID,
+        "ver": SUBJECT.version,
+        "iat": now,
+        "exp": now + timedelta(minutes=5),
+    }
     values.update(overrides)
     return {k: v for k, v in values.items() if v is not None}
 
 
 def test_crafted_valid_token() -> None:
-    assert decode_access_token(encode(claims()), SECRET) == USER_ID
+    assert decode_access_token(encode(claims()), SECRET) == SUBJECT
 
 
 def test_crafted_expired_token() -> None:
@@ -110,7 +117,7 @@ def test_crafted_expired_token() -> None:
 
 
 def test_wrong_secret() -> None:
-    token = create_access_token(USER_ID, secrets.token_urlsafe(48), ttl_seconds=60)
+    token = create_access_token(SUBJECT, secrets.token_urlsafe(48), ttl_seconds=60)
     assert decode_access_token(token, SECRET) is None
 
 
@@ -120,7 +127,7 @@ def test_alg_none() -> None:
 
 
 def test_alg_none_with_signature_stripped_from_real_token() -> None:
-    real = create_access_token(USER_ID, SECRET, ttl_seconds=60)
+    real = create_access_token(SUBJECT, SECRET, ttl_seconds=60)
     forged = jwt.encode(claims(), None, algorithm="none")
     header = forged.split(".")[0]
     payload = real.split(".")[1]
@@ -131,7 +138,7 @@ def test_hs512_token_is_refused() -> None:
     assert decode_access_token(encode(claims(), algorithm="HS512"), SECRET) is None
 
 
-@pytest.mark.parametrize("missing", ["exp", "iat", "sub"])
+@pytest.mark.parametrize("missing", ["exp", "iat", "sub", "ver"])
 def test_missing_claim(missing: str) -> None:
     token = encode({k: v for k, v in claims().items() if k != missing})
     assert decode_access_token(token, SECRET) is None
@@ -140,6 +147,12 @@ def test_missing_claim(missing: str) -> None:
 @pytest.mark.parametrize("sub", [123, ["a"], {"id": "a"}])
 def test_non_string_subject(sub: object) -> None:
     assert decode_access_token(encode(claims(sub=sub)), SECRET) is None
+
+
+@pytest.mark.parametrize("ver", ["3", 3.0, True, None])
+def test_version_must_be_an_integer(ver: object) -> None:
+    token = encode({**claims(), "ver": ver})
+    assert decode_access_token(token, SECRET) is None
 
 
 @pytest.mark.parametrize("token", ["", "abc", "a.b.c", "..", "a" * 10_000])
