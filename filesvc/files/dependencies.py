@@ -1,49 +1,47 @@
-"""Chained file dependencies: a valid id → a file the caller may read → one they may change."""
+"""The file a route works on, loaded once and checked against the caller (files/access.py).
+
+Every route that takes a `file_id` gets its file through one of these aliases, so none can
+forget the check. A file the caller may not read is 404 to a signed-in caller and 401 to
+an anonymous one, exactly as for an id that does not exist: ids never leak.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from filesvc.auth.dependencies import ContentReader, CurrentUser
+from filesvc.auth.dependencies import CurrentUser, OptionalContentUser, OptionalUser
 from filesvc.deps import SessionDep
-from filesvc.errors import PermissionDenied
-from filesvc.files import service
+from filesvc.errors import NotAuthenticated, PermissionDenied
+from filesvc.files.access import can_change, can_read
 from filesvc.files.errors import FileNotFound
 from filesvc.files.models import File
-from filesvc.users.models import Role, User
+from filesvc.users.models import User
 
 
-def can_read(user: User, file: File) -> bool:
-    # Every signed-in user may read every file until visibility rules arrive.
-    return True
+async def load_readable(session: AsyncSession, file_id: str, user: User | None) -> File:
+    file = await session.get(File, file_id)
+    if file is not None and can_read(user, file):
+        return file
+    if user is None:
+        raise NotAuthenticated()
+    raise FileNotFound()
 
 
-def can_change(user: User, file: File) -> bool:
-    return user.role is Role.admin or (user.role.at_least(Role.editor) and file.owner_id == user.id)
+async def readable_file(file_id: str, user: OptionalUser, session: SessionDep) -> File:
+    return await load_readable(session, file_id, user)
 
 
-async def valid_file(file_id: str, session: SessionDep) -> File:
-    return await service.get_file(session, file_id)
+async def downloadable_file(file_id: str, user: OptionalContentUser, session: SessionDep) -> File:
+    return await load_readable(session, file_id, user)
 
 
-ValidFile = Annotated[File, Depends(valid_file)]
-
-
-# The caller is resolved before the id is looked up: strangers get 401, never a 404 hint.
-async def readable_file(user: CurrentUser, file: ValidFile) -> File:
-    if not can_read(user, file):
-        raise FileNotFound()  # 404, not 403: ids must not leak
-    return file
-
-
-async def downloadable_file(user: ContentReader, file: ValidFile) -> File:
-    return await readable_file(user, file)
-
-
-async def changeable_file(user: CurrentUser, file: Annotated[File, Depends(readable_file)]) -> File:
+async def changeable_file(file_id: str, user: CurrentUser, session: SessionDep) -> File:
+    file = await load_readable(session, file_id, user)
     if not can_change(user, file):
+        # The caller may read it, so its existence is no secret: 403, not 404.
         raise PermissionDenied("Only the owner or an admin may change this file.")
     return file
 

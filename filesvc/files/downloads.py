@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 from email.utils import format_datetime, parsedate_to_datetime
+from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.responses import FileResponse, Response
 
+from filesvc.errors import error_responses
 from filesvc.files.models import File
 from filesvc.files.names import content_disposition
 from filesvc.files.ranges import parse_range
@@ -23,6 +25,15 @@ ACTIVE_TYPES = (
     "application/xml",
 )
 ACTIVE_MARKERS = ("javascript", "ecmascript", "+xml", "html")
+
+_BYTES = {"*/*": {"schema": {"type": "string", "format": "binary"}}}
+# OpenAPI for every route that answers with a file's bytes.
+DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The whole file.", "content": _BYTES},
+    206: {"description": "The requested range (`Content-Range`).", "content": _BYTES},
+    304: {"description": "Not modified (`If-None-Match`, `If-Modified-Since`)."},
+    **error_responses(404, 416),
+}
 
 
 class BlobFileResponse(FileResponse):

@@ -14,7 +14,7 @@ from filesvc.deps import SessionDep, SettingsDep, StorageDep
 from filesvc.errors import error_responses
 from filesvc.files import service
 from filesvc.files.dependencies import ChangeableFile, DownloadableFile, ReadableFile
-from filesvc.files.downloads import file_response
+from filesvc.files.downloads import DOWNLOAD_RESPONSES, file_response
 from filesvc.files.errors import InvalidField
 from filesvc.files.ingest import (
     ReceivedForm,
@@ -57,6 +57,10 @@ register_url_convertor("rawname", RawNameConvertor())
 
 router = APIRouter(prefix="/files", tags=["files"], responses=error_responses(401))
 UPLOAD_ERRORS = error_responses(400, 403, 413, 415)
+VisibilityQuery = Annotated[
+    Visibility | None,
+    Query(description="Who may read the file (default `private`); a form field wins."),
+]
 
 
 async def _limits_then_release(
@@ -80,7 +84,12 @@ async def _discard_on_failure(storage: Storage, blobs: list[StoredBlob]) -> Asyn
 
 
 async def _save_form(
-    session: SessionDep, storage: Storage, user: User, form: ReceivedForm, limits: UploadLimits
+    session: SessionDep,
+    storage: Storage,
+    user: User,
+    form: ReceivedForm,
+    limits: UploadLimits,
+    visibility: Visibility | None,
 ) -> list[File]:
     async with _discard_on_failure(storage, form.blobs):
         options = form.options()
@@ -92,7 +101,7 @@ async def _save_form(
                 user,
                 blob,
                 name=options.name,
-                visibility=options.visibility,
+                visibility=options.visibility or visibility,
                 metadata=options.metadata,
             )
             for blob in form.blobs
@@ -125,11 +134,12 @@ async def upload_file(
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
+    visibility: VisibilityQuery = None,
 ) -> FileRead:
     limits = await _limits_then_release(session, settings, user.id)
     form = await receive_form(request, storage, limits, max_files=1)
-    [file] = await _save_form(session, storage, user, form, limits)
-    response.headers["Location"] = file_url(file.id)
+    [file] = await _save_form(session, storage, user, form, limits, visibility)
+    response.headers["Location"] = settings.absolute_url(file_url(file.id))
     return FileRead.of(file)
 
 
@@ -146,10 +156,11 @@ async def upload_files(
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
+    visibility: VisibilityQuery = None,
 ) -> FileBatch:
     limits = await _limits_then_release(session, settings, user.id)
     form = await receive_form(request, storage, limits, max_files=settings.max_batch_files)
-    files = await _save_form(session, storage, user, form, limits)
+    files = await _save_form(session, storage, user, form, limits, visibility)
     return FileBatch(items=[FileRead.of(file) for file in files])
 
 
@@ -168,22 +179,22 @@ async def upload_raw_file(
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
-    visibility: Visibility | None = None,
+    visibility: VisibilityQuery = None,
 ) -> FileRead:
     limits = await _limits_then_release(session, settings, user.id)
     blob = await receive_raw(request, storage, limits, name)
     async with _discard_on_failure(storage, [blob]):
         file = service.add_file(session, user, blob, name=name, visibility=visibility)
         await session.commit()
-    response.headers["Location"] = file_url(file.id)
+    response.headers["Location"] = settings.absolute_url(file_url(file.id))
     return FileRead.of(file)
 
 
 @router.put(
     "/{file_id}/content",
     openapi_extra=raw_upload(),
-    responses=UPLOAD_ERRORS,
-    summary="Replace a file's bytes",
+    responses=error_responses(400, 403, 404, 413, 415),
+    summary="Replace a file's bytes (owner or admin)",
 )
 async def replace_file_content(
     request: Request,
@@ -201,25 +212,38 @@ async def replace_file_content(
     return FileRead.of(file)
 
 
-@router.get("")
+@router.get("", summary="List the files the caller may read")
 async def list_files(
-    params: Annotated[FileListParams, Query()], _: CurrentUser, session: SessionDep
+    params: Annotated[FileListParams, Query()], user: CurrentUser, session: SessionDep
 ) -> FilePage:
-    files, next_cursor = await service.list_files(session, params)
+    files, next_cursor = await service.list_files(session, user, params)
     return FilePage(items=[FileRead.of(file) for file in files], next_cursor=next_cursor)
 
 
-@router.get("/{file_id}")
+@router.get(
+    "/{file_id}",
+    responses=error_responses(404),
+    summary="A file's metadata (public files need no token)",
+)
 async def read_file(file: ReadableFile) -> FileRead:
     return FileRead.of(file)
 
 
-@router.patch("/{file_id}")
+@router.patch(
+    "/{file_id}",
+    responses=error_responses(403, 404),
+    summary="Rename, change visibility or metadata (owner or admin)",
+)
 async def update_file(file: ChangeableFile, change: FileUpdate, session: SessionDep) -> FileRead:
     return FileRead.of(await service.update_file(session, file, change))
 
 
-@router.delete("/{file_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{file_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(403, 404),
+    summary="Delete a file and its bytes (owner or admin)",
+)
 async def delete_file(file: ChangeableFile, session: SessionDep, storage: StorageDep) -> Response:
     await session.delete(file)
     await session.commit()
@@ -227,8 +251,12 @@ async def delete_file(file: ChangeableFile, session: SessionDep, storage: Storag
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{file_id}/content", summary="Download a file's bytes (ranges, conditional)")
-@router.head("/{file_id}/content", summary="A download's headers only")
+@router.get(
+    "/{file_id}/content",
+    responses=DOWNLOAD_RESPONSES,
+    summary="Download a file's bytes (ranges, conditional; public files need no token)",
+)
+@router.head("/{file_id}/content", responses=DOWNLOAD_RESPONSES, summary="A download's headers")
 async def download_file(
     request: Request,
     file: DownloadableFile,

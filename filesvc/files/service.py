@@ -7,20 +7,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from filesvc.files.errors import FileNotFound
+from filesvc.files.access import readable_by
 from filesvc.files.ingest import StoredBlob
 from filesvc.files.models import File, Visibility
 from filesvc.files.names import clean_name, resolve_content_type
 from filesvc.files.pagination import SORT_COLUMNS, after_cursor, decode_cursor, encode_cursor
 from filesvc.files.schemas import FileListParams, FileUpdate
 from filesvc.users.models import User
-
-
-async def get_file(session: AsyncSession, file_id: str) -> File:
-    file = await session.get(File, file_id)
-    if file is None:
-        raise FileNotFound()
-    return file
 
 
 async def used_bytes(session: AsyncSession, owner_id: str) -> int:
@@ -66,10 +59,10 @@ def replace_content(file: File, blob: StoredBlob) -> str:
 
 
 async def list_files(
-    session: AsyncSession, params: FileListParams
+    session: AsyncSession, reader: User, params: FileListParams
 ) -> tuple[list[File], str | None]:
     column = SORT_COLUMNS[params.sort]
-    query = select(File)
+    query = select(File).where(readable_by(reader))
     if params.q:
         query = query.where(File.name.icontains(params.q, autoescape=True))
     if params.content_type:

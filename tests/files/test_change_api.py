@@ -10,7 +10,7 @@ from tests.files.helpers import file_ids, uploaded
 async def test_read_file_metadata(
     client: httpx.AsyncClient, editor: Account, viewer: Account
 ) -> None:
-    created = await uploaded(client, editor)
+    created = await uploaded(client, editor, fields={"visibility": "internal"})
     response = await client.get(f"/api/v1/files/{created['id']}", headers=viewer.headers)
     assert response.status_code == 200
     assert response.json() == created
@@ -60,7 +60,8 @@ async def test_invalid_patch_is_422(client: httpx.AsyncClient, editor: Account) 
 async def test_only_owner_or_admin_may_change(
     client: httpx.AsyncClient, admin: Account, editor: Account, viewer: Account
 ) -> None:
-    created = await uploaded(client, editor)
+    # Internal: they may read it, so being refused a change is 403, not 404.
+    created = await uploaded(client, editor, fields={"visibility": "internal"})
     other_editor = await make_account(client, admin, "other", "editor")
     url = f"/api/v1/files/{created['id']}"
     for account in (other_editor, viewer):

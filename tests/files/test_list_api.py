@@ -121,7 +121,8 @@ async def test_filters(
 async def test_owner_filter(
     client: httpx.AsyncClient, editor: Account, admin: Account, catalogue: list[dict[str, Any]]
 ) -> None:
-    mine = await uploaded(client, admin, filename="admins.txt")
+    mine = await uploaded(client, admin, filename="admins.txt", fields={"visibility": "internal"})
+    await uploaded(client, admin, filename="admins-private.txt")
     response = await client.get(f"/api/v1/files?owner_id={admin.id}", headers=editor.headers)
     assert [item["id"] for item in response.json()["items"]] == [mine["id"]]
 
