@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from filesvc import health
+from filesvc.archive.router import router as archive_router
 from filesvc.auth.router import router as auth_router
 from filesvc.auth.security import load_or_create_secret_key
 from filesvc.config import Settings
@@ -19,12 +20,40 @@ from filesvc.deps import AppContext
 from filesvc.errors import install_error_handlers
 from filesvc.files.router import router as files_router
 from filesvc.middleware import RequestContextMiddleware
+from filesvc.sharing.router import router as sharing_router
 from filesvc.storage.errors import install_storage_error_handlers
 from filesvc.storage.factory import build_storage
 from filesvc.users.router import router as users_router
 from filesvc.users.service import ensure_admin
 
 logger = logging.getLogger(__name__)
+
+CORS_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+# What a browser upload or ranged download sends beyond the CORS-safelisted headers.
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Content-Digest",
+    "X-Checksum-SHA256",
+    "X-Transfer-Id",
+    "X-Request-ID",
+    "Range",
+    "If-Range",
+    "If-None-Match",
+    "If-Modified-Since",
+    "Last-Event-ID",
+]
+CORS_EXPOSED_HEADERS = [
+    "Location",
+    "ETag",
+    "Content-Range",
+    "Content-Disposition",
+    "Content-Length",
+    "Accept-Ranges",
+    "Last-Modified",
+    "X-Request-ID",
+    "X-Transfer-Id",
+]
 
 
 def _secret_key(settings: Settings) -> str:
@@ -68,16 +97,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(auth_router)
     api.include_router(users_router)
     api.include_router(files_router)
+    api.include_router(sharing_router)
+    api.include_router(archive_router)
     app.include_router(api)
     app.include_router(health.router)
 
     if settings.cors_origins:
+        # Bearer tokens, not cookies: credentials stay off, so even `*` never pairs with them.
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["*"],
-            allow_headers=["*"],
-            expose_headers=["Location", "ETag", "Content-Range", "X-Request-ID", "X-Transfer-Id"],
+            allow_credentials=False,
+            allow_methods=CORS_METHODS,
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_EXPOSED_HEADERS,
+            max_age=600,
         )
     app.add_middleware(RequestContextMiddleware)
     return app

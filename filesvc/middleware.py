@@ -62,6 +62,12 @@ class RequestContextMiddleware:
 
 
 def _loggable_path(scope: Scope) -> str:
+    # A route whose path carries a credential (a share link's token) is logged as its
+    # template: the token must never reach a log.
+    route = scope.get("route")
+    template: str | None = getattr(route, "path", None)
+    if template is not None and "{token}" in template:
+        return template
     # The raw path is still percent-encoded, so a %0D%0A cannot start a forged log line.
     raw_path: bytes | None = scope.get("raw_path")
     if raw_path is not None:

@@ -1,0 +1,5 @@
+from filesvc.errors import BadRequest
+
+
+class InvalidArchiveRequest(BadRequest):
+    code = "invalid_archive_request"

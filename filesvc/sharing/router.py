@@ -1,0 +1,93 @@
+"""Share links: `POST /files/{id}/links` makes one, `GET /shared/{token}` serves it, no token."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Literal
+
+from fastapi import APIRouter, Request, Response, status
+
+from filesvc.auth.dependencies import CurrentUser
+from filesvc.deps import ContextDep, SessionDep, StorageDep
+from filesvc.errors import error_responses
+from filesvc.files.access import can_change
+from filesvc.files.dependencies import ChangeableFile
+from filesvc.files.downloads import DOWNLOAD_RESPONSES, file_response
+from filesvc.files.errors import FileNotFound
+from filesvc.files.models import File
+from filesvc.sharing.errors import InvalidExpiry, LinkOutdated, LinkRevoked
+from filesvc.sharing.schemas import MAX_EXPIRES_IN, LinkCreate, LinkRead
+from filesvc.sharing.tokens import DOWNLOAD, PINNED_HEX_CHARS, ShareGrant, sign_grant, verify_grant
+from filesvc.users.models import User
+
+router = APIRouter(tags=["sharing"])
+# The access log prints this template, not the path: the token is a credential.
+SHARED_PATH = "/shared/{token}"
+
+
+@router.post(
+    "/files/{file_id}/links",
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(400, 401, 403, 404),
+    summary="Make a signed download link that needs no token (owner or admin)",
+)
+async def create_link(
+    file: ChangeableFile, user: CurrentUser, context: ContextDep, body: LinkCreate | None = None
+) -> LinkRead:
+    expires_in = (body or LinkCreate()).expires_in
+    if not 0 < expires_in <= MAX_EXPIRES_IN:
+        raise InvalidExpiry(f"`expires_in` must be between 1 and {MAX_EXPIRES_IN} seconds.")
+    grant = ShareGrant(
+        file_id=file.id,
+        action=DOWNLOAD,
+        sha256_prefix=file.sha256[:PINNED_HEX_CHARS],
+        creator_id=user.id,
+        expires_at=int(time.time()) + expires_in,
+    )
+    path = "/api/v1" + SHARED_PATH.format(token=sign_grant(grant, context.secret_key))
+    return LinkRead(
+        url=context.settings.absolute_url(path),
+        expires_at=datetime.fromtimestamp(grant.expires_at, UTC),
+    )
+
+
+async def _shared_file(token: str, context: ContextDep, session: SessionDep) -> File:
+    grant = verify_grant(token, context.secret_key, time.time())
+    file = await session.get(File, grant.file_id)
+    if file is None:
+        raise FileNotFound()
+    if not grant.pins(file.sha256):
+        raise LinkOutdated()
+    # A link is only as good as its maker's right to share: it dies with their account
+    # or their access to the file.
+    creator = await session.get(User, grant.creator_id)
+    if creator is None or creator.disabled or not can_change(creator, file):
+        raise LinkRevoked()
+    return file
+
+
+@router.get(
+    SHARED_PATH,
+    responses={**DOWNLOAD_RESPONSES, **error_responses(403)},
+    summary="Download through a share link (no token; ranges and conditions as usual)",
+)
+@router.head(
+    SHARED_PATH,
+    responses={**DOWNLOAD_RESPONSES, **error_responses(403)},
+    summary="A share link's download headers",
+)
+async def download_shared_file(
+    token: str,
+    request: Request,
+    context: ContextDep,
+    session: SessionDep,
+    storage: StorageDep,
+    disposition: Literal["attachment", "inline"] = "attachment",
+) -> Response:
+    # SessionDep is function-scoped: its connection is back in the pool before the bytes flow.
+    file = await _shared_file(token, context, session)
+    response = await file_response(storage, file, request.headers, disposition)
+    # The token is in the URL: never hand it on to another site.
+    response.headers["referrer-policy"] = "no-referrer"
+    return response

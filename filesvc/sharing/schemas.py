@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DEFAULT_EXPIRES_IN = 3600
+MAX_EXPIRES_IN = 7 * 24 * 3600
+
+
+class LinkCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    expires_in: int = Field(
+        default=DEFAULT_EXPIRES_IN,
+        strict=True,
+        description=f"Seconds until the link stops working: 1 to {MAX_EXPIRES_IN} (7 days).",
+    )
+
+
+class LinkRead(BaseModel):
+    url: str = Field(description="Absolute with FILESVC_PUBLIC_URL set, else a path.")
+    expires_at: datetime
