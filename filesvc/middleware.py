@@ -62,18 +62,17 @@ class RequestContextMiddleware:
 
 
 def _loggable_path(scope: Scope) -> str:
-    # A route whose path carries a credential (a share link's token) is logged as its
-    # template: the token must never reach a log.
-    route = scope.get("route")
-    template: str | None = getattr(route, "path", None)
-    if template is not None and "{token}" in template:
-        return template
     # The raw path is still percent-encoded, so a %0D%0A cannot start a forged log line.
     raw_path: bytes | None = scope.get("raw_path")
     if raw_path is not None:
-        return raw_path.decode("latin-1").split("?", 1)[0]
-    path: str = scope["path"]
-    return path.encode("unicode_escape").decode("ascii")
+        path = raw_path.decode("latin-1").split("?", 1)[0]
+    else:
+        path = scope["path"].encode("unicode_escape").decode("ascii")
+    # A route whose last segment is a credential (a share link's token) keeps it out.
+    template: str | None = getattr(scope.get("route"), "path", None)
+    if template is not None and template.endswith("/{token}"):
+        path = path.rsplit("/", 1)[0] + "/{token}"
+    return path
 
 
 def _client(scope: Scope) -> str:

@@ -70,3 +70,55 @@ def test_several_workers_need_redis(tmp_path: Path) -> None:
     result = filesvc(tmp_path, "serve", "--workers", "2")
     assert result.returncode == 2
     assert "FILESVC_REDIS_URL" in result.stderr
+
+
+def _user_row(data_dir: Path, name: str) -> tuple[int, str, int]:
+    with sqlite3.connect(data_dir / "filesvc.db") as db:
+        row: tuple[int, str, int] = db.execute(
+            "SELECT disabled, password_hash, token_version FROM users WHERE username=?", (name,)
+        ).fetchone()
+    return row
+
+
+def test_disable_enable_and_set_password(tmp_path: Path) -> None:
+    assert filesvc(tmp_path, "migrate").returncode == 0
+    env = {"FILESVC_NEW_USER_PASSWORD": "first-password"}
+    assert filesvc(tmp_path, "users", "create", "dora", env=env).returncode == 0
+    disabled_before, hash_before, version_before = _user_row(tmp_path, "dora")
+    assert not disabled_before
+
+    disabled = filesvc(tmp_path, "users", "disable", "dora")
+    assert disabled.returncode == 0, disabled.stderr
+    assert "dora is disabled" in disabled.stdout
+    assert _user_row(tmp_path, "dora")[0]
+    assert filesvc(tmp_path, "users", "enable", "dora").returncode == 0
+    assert not _user_row(tmp_path, "dora")[0]
+
+    changed = filesvc(
+        tmp_path, "users", "set-password", "dora", env={"FILESVC_NEW_USER_PASSWORD": "second-pw"}
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert "second-pw" not in changed.stdout + changed.stderr
+    _, hash_after, version_after = _user_row(tmp_path, "dora")
+    assert hash_after != hash_before
+    assert version_after == version_before + 1  # tokens issued before no longer work
+
+    short = filesvc(
+        tmp_path, "users", "set-password", "dora", env={"FILESVC_NEW_USER_PASSWORD": "short"}
+    )
+    assert short.returncode == 2
+    assert _user_row(tmp_path, "dora")[1] == hash_after
+    for command in ("disable", "enable", "set-password"):
+        missing = filesvc(tmp_path, "users", command, "nobody", env=env)
+        assert missing.returncode == 1
+        assert "no user 'nobody'" in missing.stderr
+
+
+def test_short_secret_key_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    secret = "only-twenty-eight-bytes-long"
+    for command in (["serve"], ["migrate"]):
+        result = filesvc(tmp_path, *command, env={"FILESVC_SECRET_KEY": secret})
+        assert result.returncode == 2
+        assert "FILESVC_SECRET_KEY" in result.stderr
+        assert "at least 32 bytes" in result.stderr
+        assert secret not in result.stdout + result.stderr

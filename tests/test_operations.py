@@ -10,6 +10,7 @@ import pytest
 
 from filesvc.config import Settings
 from tests.conftest import Account
+from tests.files.helpers import uploaded
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:
@@ -57,3 +58,24 @@ async def test_access_log_leaves_out_query_strings(
     lines = [r.getMessage() for r in caplog.records if r.name == "filesvc.access"]
     assert any('"GET /api/v1/files"' in line for line in lines)
     assert all(editor.token not in line for line in lines)
+
+
+async def test_share_tokens_never_reach_the_log(
+    client: httpx.AsyncClient, editor: Account, caplog: pytest.LogCaptureFixture
+) -> None:
+    file = await uploaded(client, editor)
+    link = await client.post(f"/api/v1/files/{file['id']}/links", json={}, headers=editor.headers)
+    url = link.json()["url"]
+    token = url.rsplit("/", 1)[1]
+    with caplog.at_level(logging.DEBUG):
+        assert (await client.get(url)).status_code == 200
+        assert (await client.get(url[:-2] + "xx")).status_code == 403
+        await client.get(f"{file['content_url']}?access_token={editor.token}")
+    # The server's own loggers (the test client logs its URLs too).
+    server = ("filesvc", "uvicorn", "fastapi", "starlette")
+    text = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith(server))
+    assert '"GET /api/v1/shared/{token}" 200' in text
+    assert '"GET /api/v1/shared/{token}" 403' in text
+    assert token not in text
+    assert token[:-2] not in text
+    assert editor.token not in text
