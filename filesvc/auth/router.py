@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from filesvc.auth.security import TokenSubject, create_access_token, verify_password
 from filesvc.deps import ContextDep, SessionDep
-from filesvc.errors import InvalidCredentials
+from filesvc.errors import InvalidCredentials, error_responses
 from filesvc.users.service import get_by_username
 
 router = APIRouter(prefix="/auth", tags=["auth"])
@@ -20,7 +20,7 @@ class Token(BaseModel):
     expires_in: int
 
 
-@router.post("/token")
+@router.post("/token", responses=error_responses(401), summary="Sign in: a bearer token")
 async def login(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     context: ContextDep,
