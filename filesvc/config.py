@@ -40,6 +40,14 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = Field(default=3600, gt=0)
     public_url: AnyHttpUrl | None = None
     max_archive_files: int = Field(default=1000, gt=0)
+    # Transfers and event streams.
+    progress_interval_seconds: float = Field(default=0.1, gt=0)
+    transfer_retention_seconds: int = Field(default=600, ge=300)
+    transfer_pending_seconds: int = Field(default=3600, gt=0)
+    max_streams_per_user: int = Field(default=16, gt=0)
+    max_stream_seconds: int = Field(default=3600, gt=0)
+    sse_retry_ms: int = Field(default=2000, ge=0)
+    events_replay_window: int = Field(default=10000, gt=0)
 
     _split = field_validator("allowed_content_types", "cors_origins", mode="before")(_split_commas)
 

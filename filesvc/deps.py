@@ -11,7 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from filesvc.config import Settings
 from filesvc.db import Database
+from filesvc.events.feed import FileFeed
 from filesvc.storage.base import Storage
+from filesvc.transfers.broker import EventBroker
+from filesvc.transfers.service import TransferHub
+from filesvc.transfers.streams import StreamLimiter
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +26,10 @@ class AppContext:
     db: Database
     storage: Storage
     secret_key: str
+    broker: EventBroker
+    transfers: TransferHub
+    feed: FileFeed
+    streams: StreamLimiter
 
 
 def get_context(request: Request) -> AppContext:
@@ -39,6 +47,14 @@ def get_storage(context: ContextDep) -> Storage:
     return context.storage
 
 
+def get_transfers(context: ContextDep) -> TransferHub:
+    return context.transfers
+
+
+def get_feed(context: ContextDep) -> FileFeed:
+    return context.feed
+
+
 async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
     async with context.db.session() as session:
         yield session
@@ -46,6 +62,8 @@ async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
+TransfersDep = Annotated[TransferHub, Depends(get_transfers)]
+FeedDep = Annotated[FileFeed, Depends(get_feed)]
 # scope="function": the session commits and closes before the response is sent, so a
 # commit failure still becomes an error reply and no connection is held while a
 # download or stream runs.

@@ -18,13 +18,21 @@ from filesvc.config import Settings
 from filesvc.db import Database
 from filesvc.deps import AppContext
 from filesvc.errors import install_error_handlers
+from filesvc.events.feed import FileFeed
+from filesvc.events.router import router as events_router
 from filesvc.files.router import router as files_router
 from filesvc.middleware import RequestContextMiddleware
 from filesvc.sharing.router import router as sharing_router
 from filesvc.storage.errors import install_storage_error_handlers
 from filesvc.storage.factory import build_storage
+from filesvc.transfers.asgi import TransferMiddleware
+from filesvc.transfers.broker import build_broker
+from filesvc.transfers.router import router as transfers_router
+from filesvc.transfers.service import TransferHub
+from filesvc.transfers.streams import StreamLimiter
 from filesvc.users.router import router as users_router
 from filesvc.users.service import ensure_admin
+from filesvc.web.router import install_web
 
 logger = logging.getLogger(__name__)
 
@@ -69,14 +77,25 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     mimetypes.init()  # reads the system's type tables now, not on the first upload
     db = Database(settings.resolved_database_url)
     storage = build_storage(settings)
+    broker = None
     try:
         admin_password = settings.admin_password
         await ensure_admin(db, admin_password.get_secret_value() if admin_password else None)
+        broker = await build_broker(settings.redis_url)
         app.state.context = AppContext(
-            settings=settings, db=db, storage=storage, secret_key=_secret_key(settings)
+            settings=settings,
+            db=db,
+            storage=storage,
+            secret_key=_secret_key(settings),
+            broker=broker,
+            transfers=TransferHub(broker, settings),
+            feed=FileFeed(broker, db, settings.events_replay_window),
+            streams=StreamLimiter(settings.max_streams_per_user),
         )
         yield
     finally:
+        if broker is not None:
+            await broker.aclose()
         await storage.aclose()
         await db.dispose()
 
@@ -99,8 +118,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(files_router)
     api.include_router(sharing_router)
     api.include_router(archive_router)
+    api.include_router(transfers_router)
+    api.include_router(events_router)
     app.include_router(api)
     app.include_router(health.router)
+    install_web(app)
 
     if settings.cors_origins:
         # Bearer tokens, not cookies: credentials stay off, so even `*` never pairs with them.
@@ -113,5 +135,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=CORS_EXPOSED_HEADERS,
             max_age=600,
         )
+    app.add_middleware(TransferMiddleware)
     app.add_middleware(RequestContextMiddleware)
     return app

@@ -16,6 +16,7 @@ from filesvc.errors import NotAuthenticated, error_responses
 from filesvc.files.access import can_read
 from filesvc.files.errors import FileNotFound
 from filesvc.files.models import File
+from filesvc.transfers.dependencies import DownloadTracker
 
 router = APIRouter(tags=["files"])
 ARCHIVE_NAME = "files.zip"
@@ -41,6 +42,7 @@ async def download_archive(
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
+    _transfer: DownloadTracker,
 ) -> StreamingResponse:
     unique_ids = list(dict.fromkeys(ids))  # each file once, in the order asked
     if not 0 < len(unique_ids) <= settings.max_archive_files:

@@ -25,7 +25,7 @@ QueryToken = Annotated[
 ]
 
 
-async def _user_for_token(token: str | None, context: ContextDep, session: SessionDep) -> User:
+async def user_for_token(token: str | None, context: ContextDep, session: SessionDep) -> User:
     if not token:
         raise NotAuthenticated()
     subject = decode_access_token(token, context.secret_key)
@@ -38,24 +38,32 @@ async def _user_for_token(token: str | None, context: ContextDep, session: Sessi
 
 
 async def get_current_user(context: ContextDep, session: SessionDep, token: HeaderToken) -> User:
-    return await _user_for_token(token, context, session)
+    return await user_for_token(token, context, session)
 
 
 async def get_optional_user(
     context: ContextDep, session: SessionDep, token: HeaderToken
 ) -> User | None:
     """None for a caller who sent no token; a token that does not check out is still 401."""
-    return await _user_for_token(token, context, session) if token else None
+    return await user_for_token(token, context, session) if token else None
 
 
 async def get_optional_user_header_or_query(
     context: ContextDep, session: SessionDep, token: HeaderToken, access_token: QueryToken = None
 ) -> User | None:
     token = token or access_token
-    return await _user_for_token(token, context, session) if token else None
+    return await user_for_token(token, context, session) if token else None
+
+
+async def get_current_user_header_or_query(
+    context: ContextDep, session: SessionDep, token: HeaderToken, access_token: QueryToken = None
+) -> User:
+    return await user_for_token(token or access_token, context, session)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+# Signed in, by header or `?access_token=` (EventSource and WebSocket clients).
+ContentUser = Annotated[User, Depends(get_current_user_header_or_query)]
 # Routes that public files make readable without a token.
 OptionalUser = Annotated[User | None, Depends(get_optional_user)]
 # The same for content routes, which browsers load without headers (`?access_token=`).

@@ -1,4 +1,5 @@
-"""Receiving uploads: socket bytes → multipart parser → hasher and size counter → storage.
+"""Receiving uploads: socket bytes → progress counter → multipart parser → hasher and size
+counter → storage.
 
 Everything here streams. Each file goes into its own create-only writer under a
 server-generated key, and nothing becomes visible until the caller commits a row for it;
@@ -15,7 +16,7 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect, Request
@@ -43,6 +44,12 @@ MULTIPART_OVERHEAD_BYTES = 1024 * 1024
 MAX_FIELD_BYTES = 64 * 1024
 FILE_FIELD = "file"
 FORM_FIELDS = ("name", "visibility", "metadata")
+
+
+class Progress(Protocol):
+    """Told of every body chunk as it is read from the socket (transfers/service.py)."""
+
+    async def advance(self, count: int) -> None: ...
 
 
 def new_storage_key() -> str:
@@ -137,10 +144,11 @@ async def discard_blobs(storage: Storage, keys: Iterable[str]) -> None:
     await asyncio.shield(_discard())
 
 
-async def _body(request: Request) -> AsyncIterator[bytes]:
+async def _body(request: Request, progress: Progress) -> AsyncIterator[bytes]:
     try:
         async for chunk in request.stream():
             if chunk:
+                await progress.advance(len(chunk))
                 yield chunk
     except ClientDisconnect:
         raise UploadIncomplete("The client disconnected before the upload finished.") from None
@@ -152,7 +160,7 @@ def _declared_length(request: Request) -> int | None:
 
 
 async def receive_raw(
-    request: Request, storage: Storage, limits: UploadLimits, name: str
+    request: Request, storage: Storage, limits: UploadLimits, name: str, progress: Progress
 ) -> StoredBlob:
     """Store a raw request body (Content-Length or chunked) as one blob."""
     limits.check_type(resolve_content_type(request.headers.get("content-type"), name))
@@ -162,7 +170,7 @@ async def receive_raw(
     expected = expected_sha256(request.headers)
     sink = BlobSink(await storage.open_writer(new_storage_key()), ByteBudget(limits))
     try:
-        async for chunk in _body(request):
+        async for chunk in _body(request, progress):
             await sink.write(chunk)
         digest = await sink.finish(expected)
     except BaseException:
@@ -267,7 +275,12 @@ class _FormReceiver:
 
 
 async def receive_form(
-    request: Request, storage: Storage, limits: UploadLimits, *, max_files: int
+    request: Request,
+    storage: Storage,
+    limits: UploadLimits,
+    progress: Progress,
+    *,
+    max_files: int,
 ) -> ReceivedForm:
     """Store every `file` part of a multipart body and collect the known text fields.
 
@@ -281,7 +294,7 @@ async def receive_form(
     request_checksum = expected_sha256(request.headers) if max_files == 1 else None
     receiver = _FormReceiver(storage, limits, max_files, request_checksum)
     try:
-        async for chunk in _body(request):
+        async for chunk in _body(request, progress):
             for event in reader.feed(chunk):
                 await receiver.handle(event)
             if reader.ended:

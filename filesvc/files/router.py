@@ -10,8 +10,9 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from filesvc.auth.dependencies import CurrentUser, EditorUser
 from filesvc.config import Settings
-from filesvc.deps import SessionDep, SettingsDep, StorageDep
+from filesvc.deps import FeedDep, SessionDep, SettingsDep, StorageDep
 from filesvc.errors import error_responses
+from filesvc.events.feed import CREATED, DELETED, UPDATED, FileFeed
 from filesvc.files import service
 from filesvc.files.dependencies import ChangeableFile, DownloadableFile, ReadableFile
 from filesvc.files.downloads import DOWNLOAD_RESPONSES, file_response
@@ -35,6 +36,8 @@ from filesvc.files.schemas import (
     file_url,
 )
 from filesvc.storage.base import Storage
+from filesvc.transfers.dependencies import DownloadTracker, UploadTracker
+from filesvc.transfers.service import Tracker
 from filesvc.users.models import User
 
 logger = logging.getLogger(__name__)
@@ -86,6 +89,7 @@ async def _discard_on_failure(storage: Storage, blobs: list[StoredBlob]) -> Asyn
 async def _save_form(
     session: SessionDep,
     storage: Storage,
+    feed: FileFeed,
     user: User,
     form: ReceivedForm,
     limits: UploadLimits,
@@ -108,8 +112,15 @@ async def _save_form(
         ]
         for file in files:  # the final type, now that the names are known
             limits.check_type(file.content_type)
+        events = await feed.record(session, CREATED, files)
         await session.commit()
+    await feed.publish(events)
     return files
+
+
+async def _completed(transfer: Tracker, file: FileRead) -> FileRead:
+    await transfer.complete(file=file.model_dump(mode="json"))
+    return file
 
 
 async def _delete_old_blob(storage: Storage, key: str) -> None:
@@ -131,16 +142,18 @@ async def upload_file(
     request: Request,
     response: Response,
     user: EditorUser,
+    transfer: UploadTracker,
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
+    feed: FeedDep,
     visibility: VisibilityQuery = None,
 ) -> FileRead:
     limits = await _limits_then_release(session, settings, user.id)
-    form = await receive_form(request, storage, limits, max_files=1)
-    [file] = await _save_form(session, storage, user, form, limits, visibility)
+    form = await receive_form(request, storage, limits, transfer, max_files=1)
+    [file] = await _save_form(session, storage, feed, user, form, limits, visibility)
     response.headers["Location"] = settings.absolute_url(file_url(file.id))
-    return FileRead.of(file)
+    return await _completed(transfer, FileRead.of(file))
 
 
 @router.post(
@@ -153,15 +166,20 @@ async def upload_file(
 async def upload_files(
     request: Request,
     user: EditorUser,
+    transfer: UploadTracker,
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
+    feed: FeedDep,
     visibility: VisibilityQuery = None,
 ) -> FileBatch:
     limits = await _limits_then_release(session, settings, user.id)
-    form = await receive_form(request, storage, limits, max_files=settings.max_batch_files)
-    files = await _save_form(session, storage, user, form, limits, visibility)
-    return FileBatch(items=[FileRead.of(file) for file in files])
+    max_files = settings.max_batch_files
+    form = await receive_form(request, storage, limits, transfer, max_files=max_files)
+    files = await _save_form(session, storage, feed, user, form, limits, visibility)
+    batch = FileBatch(items=[FileRead.of(file) for file in files])
+    await transfer.complete(files=batch.model_dump(mode="json")["items"])
+    return batch
 
 
 @router.put(
@@ -176,18 +194,22 @@ async def upload_raw_file(
     request: Request,
     response: Response,
     user: EditorUser,
+    transfer: UploadTracker,
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
+    feed: FeedDep,
     visibility: VisibilityQuery = None,
 ) -> FileRead:
     limits = await _limits_then_release(session, settings, user.id)
-    blob = await receive_raw(request, storage, limits, name)
+    blob = await receive_raw(request, storage, limits, name, transfer)
     async with _discard_on_failure(storage, [blob]):
         file = service.add_file(session, user, blob, name=name, visibility=visibility)
+        events = await feed.record(session, CREATED, [file])
         await session.commit()
+    await feed.publish(events)
     response.headers["Location"] = settings.absolute_url(file_url(file.id))
-    return FileRead.of(file)
+    return await _completed(transfer, FileRead.of(file))
 
 
 @router.put(
@@ -199,17 +221,21 @@ async def upload_raw_file(
 async def replace_file_content(
     request: Request,
     file: ChangeableFile,
+    transfer: UploadTracker,
     session: SessionDep,
     storage: StorageDep,
     settings: SettingsDep,
+    feed: FeedDep,
 ) -> FileRead:
     limits = await _limits_then_release(session, settings, file.owner_id, replacing=file.size)
-    blob = await receive_raw(request, storage, limits, file.name)
+    blob = await receive_raw(request, storage, limits, file.name, transfer)
     async with _discard_on_failure(storage, [blob]):
         old_key = service.replace_content(file, blob)
+        events = await feed.record(session, UPDATED, [file])
         await session.commit()
+    await feed.publish(events)
     await _delete_old_blob(storage, old_key)
-    return FileRead.of(file)
+    return await _completed(transfer, FileRead.of(file))
 
 
 @router.get("", summary="List the files the caller may read")
@@ -234,8 +260,14 @@ async def read_file(file: ReadableFile) -> FileRead:
     responses=error_responses(403, 404),
     summary="Rename, change visibility or metadata (owner or admin)",
 )
-async def update_file(file: ChangeableFile, change: FileUpdate, session: SessionDep) -> FileRead:
-    return FileRead.of(await service.update_file(session, file, change))
+async def update_file(
+    file: ChangeableFile, change: FileUpdate, session: SessionDep, feed: FeedDep
+) -> FileRead:
+    await service.update_file(session, file, change)
+    events = await feed.record(session, UPDATED, [file])
+    await session.commit()
+    await feed.publish(events)
+    return FileRead.of(file)
 
 
 @router.delete(
@@ -244,9 +276,13 @@ async def update_file(file: ChangeableFile, change: FileUpdate, session: Session
     responses=error_responses(403, 404),
     summary="Delete a file and its bytes (owner or admin)",
 )
-async def delete_file(file: ChangeableFile, session: SessionDep, storage: StorageDep) -> Response:
+async def delete_file(
+    file: ChangeableFile, session: SessionDep, storage: StorageDep, feed: FeedDep
+) -> Response:
+    events = await feed.record(session, DELETED, [file])
     await session.delete(file)
     await session.commit()
+    await feed.publish(events)
     await _delete_old_blob(storage, file.storage_key)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -260,6 +296,7 @@ async def delete_file(file: ChangeableFile, session: SessionDep, storage: Storag
 async def download_file(
     request: Request,
     file: DownloadableFile,
+    _transfer: DownloadTracker,
     storage: StorageDep,
     disposition: Literal["attachment", "inline"] = "attachment",
 ) -> Response:

@@ -19,6 +19,7 @@ from filesvc.files.models import File
 from filesvc.sharing.errors import InvalidExpiry, LinkOutdated, LinkRevoked
 from filesvc.sharing.schemas import MAX_EXPIRES_IN, LinkCreate, LinkRead
 from filesvc.sharing.tokens import DOWNLOAD, PINNED_HEX_CHARS, ShareGrant, sign_grant, verify_grant
+from filesvc.transfers.dependencies import DownloadTracker
 from filesvc.users.models import User
 
 router = APIRouter(tags=["sharing"])
@@ -83,6 +84,7 @@ async def download_shared_file(
     context: ContextDep,
     session: SessionDep,
     storage: StorageDep,
+    _transfer: DownloadTracker,
     disposition: Literal["attachment", "inline"] = "attachment",
 ) -> Response:
     # SessionDep is function-scoped: its connection is back in the pool before the bytes flow.

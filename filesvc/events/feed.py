@@ -1,0 +1,135 @@
+"""File events: recorded in the same transaction as the change, published once committed.
+
+The table is the replay window (the newest `events_replay_window` rows); the broker
+carries the live events to every instance. A live event goes out after its commit, so a
+reader never sees a change it could not then load.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from filesvc.db import Database
+from filesvc.events.models import FileEvent
+from filesvc.files.access import can_read
+from filesvc.files.models import File, Visibility
+from filesvc.files.schemas import FileRead
+from filesvc.transfers.broker import EventBroker
+from filesvc.users.models import User
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "files"
+REPLAY_BATCH = 500
+CREATED, UPDATED, DELETED = "file.created", "file.updated", "file.deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class FileEventMessage:
+    id: int
+    kind: str
+    owner_id: str
+    visibility: str
+    data_json: str
+
+    @classmethod
+    def of(cls, event: FileEvent) -> FileEventMessage:
+        data = json.dumps(event.data, separators=(",", ":"))
+        return cls(event.id, event.kind, event.owner_id, event.visibility, data)
+
+    def encode(self) -> str:
+        return json.dumps([self.id, self.kind, self.owner_id, self.visibility, self.data_json])
+
+    @classmethod
+    def decode(cls, message: str) -> FileEventMessage:
+        event_id, kind, owner_id, visibility, data_json = json.loads(message)
+        return cls(event_id, kind, owner_id, visibility, data_json)
+
+    def readable_by(self, user: User) -> bool:
+        # The file as it was, enough for the one rule in files/access.py.
+        return can_read(user, File(owner_id=self.owner_id, visibility=Visibility(self.visibility)))
+
+
+class FileFeed:
+    def __init__(self, broker: EventBroker, db: Database, window: int) -> None:
+        self._broker = broker
+        self._db = db
+        self._window = window
+
+    async def record(
+        self, session: AsyncSession, kind: str, files: Iterable[File]
+    ) -> list[FileEvent]:
+        """Add one event per file to the session (flushed, so each has its id) and trim
+        the window; the caller commits, then publishes."""
+        await session.flush()  # ids and time stamps of new files
+        events = [
+            FileEvent(
+                kind=kind,
+                file_id=file.id,
+                owner_id=file.owner_id,
+                visibility=file.visibility.value,
+                data=_data(kind, file),
+            )
+            for file in files
+        ]
+        session.add_all(events)
+        await session.flush()
+        if events:
+            oldest_kept = events[-1].id - self._window
+            await session.execute(delete(FileEvent).where(FileEvent.id <= oldest_kept))
+        return events
+
+    async def publish(self, events: Iterable[FileEvent]) -> None:
+        try:
+            for event in events:
+                await self._broker.publish(CHANNEL, FileEventMessage.of(event).encode())
+        except Exception:
+            # Committed already; a reconnecting client replays it from the table.
+            logger.warning("could not publish a file event", exc_info=True)
+
+    async def _replay(self, after_id: int) -> AsyncIterator[FileEventMessage]:
+        while True:
+            # A short session per batch: none is held while the stream waits.
+            async with self._db.session() as session:
+                rows = (
+                    await session.scalars(
+                        select(FileEvent)
+                        .where(FileEvent.id > after_id)
+                        .order_by(FileEvent.id)
+                        .limit(REPLAY_BATCH)
+                    )
+                ).all()
+            for row in rows:
+                yield FileEventMessage.of(row)
+            if len(rows) < REPLAY_BATCH:
+                return
+            after_id = rows[-1].id
+
+    async def events(
+        self, user: User, last_event_id: int | None
+    ) -> AsyncGenerator[FileEventMessage]:
+        """What `user` may see: missed events after `last_event_id` (if given), then live."""
+        seen = 0
+        async with self._broker.subscribe(CHANNEL) as messages:
+            if last_event_id is not None:
+                async for event in self._replay(last_event_id):
+                    seen = event.id
+                    if event.readable_by(user):
+                        yield event
+            async for message in messages:
+                event = FileEventMessage.decode(message)
+                if event.id > seen and event.readable_by(user):
+                    yield event
+
+
+def _data(kind: str, file: File) -> dict[str, Any]:
+    if kind == DELETED:
+        return {"id": file.id}
+    return FileRead.of(file).model_dump(mode="json")

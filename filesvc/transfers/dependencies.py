@@ -1,0 +1,134 @@
+"""Transfers as dependencies: the id a request names, the tracker its route reports to,
+the transfer a watcher may see, and the caller's event-stream slot."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, Header, Query, Request
+
+from filesvc.auth.dependencies import (
+    ContentUser,
+    CurrentUser,
+    HeaderToken,
+    QueryToken,
+    user_for_token,
+)
+from filesvc.deps import ContextDep, SessionDep, TransfersDep
+from filesvc.transfers.errors import InvalidTransferId
+from filesvc.transfers.schemas import TRANSFER_ID_RE, Direction
+from filesvc.transfers.service import UNTRACKED, Tracker, TransferHub, TransferRecord
+from filesvc.users.models import User
+
+TRANSFER_STATE = "transfer"  # the request's tracker, in scope["state"] (see transfers/asgi.py)
+
+
+def requested_transfer_id(
+    x_transfer_id: Annotated[
+        str | None, Header(description="Track this request as a transfer with this id.")
+    ] = None,
+    transfer_id: Annotated[
+        str | None, Query(description="The same as the `X-Transfer-Id` header.")
+    ] = None,
+) -> str | None:
+    value = x_transfer_id or transfer_id
+    if value is not None and not TRANSFER_ID_RE.match(value):
+        raise InvalidTransferId()
+    return value
+
+
+TransferId = Annotated[str | None, Depends(requested_transfer_id)]
+
+
+def _declared_length(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    return int(value) if value is not None and value.isdigit() else None
+
+
+@asynccontextmanager
+async def _tracked(
+    request: Request,
+    hub: TransferHub,
+    transfer_id: str | None,
+    user: User | None,
+    direction: Direction,
+) -> AsyncIterator[Tracker]:
+    if transfer_id is None or request.method == "HEAD":
+        yield UNTRACKED
+        return
+    total = _declared_length(request) if direction == "upload" else None
+    transfer = await hub.begin(transfer_id, user, direction, total)
+    request.scope.setdefault("state", {})[TRANSFER_STATE] = transfer
+    try:
+        yield transfer
+    except BaseException as exc:
+        await transfer.fail_with(exc)
+        raise
+    if direction == "upload":
+        # A route that returned without completing it (it should not) still ends it.
+        await transfer.complete()
+
+
+async def upload_tracker(
+    request: Request, user: CurrentUser, hub: TransfersDep, transfer_id: TransferId
+) -> AsyncIterator[Tracker]:
+    async with _tracked(request, hub, transfer_id, user, "upload") as tracker:
+        yield tracker
+
+
+async def download_tracker(
+    request: Request,
+    context: ContextDep,
+    session: SessionDep,
+    hub: TransfersDep,
+    transfer_id: TransferId,
+    token: HeaderToken,
+    access_token: QueryToken = None,
+) -> AsyncIterator[Tracker]:
+    """Counted as the body is sent, by transfers/asgi.py; here only failures before that.
+
+    The caller is looked up only for a tracked download (its owner): share links and
+    public files need no token, and an untracked request must not start needing one."""
+    token = token or access_token
+    user = await user_for_token(token, context, session) if transfer_id and token else None
+    async with _tracked(request, hub, transfer_id, user, "download") as tracker:
+        yield tracker
+
+
+# scope="function": the final event is out before the response, so a client that reads
+# the response and then subscribes gets it at once.
+UploadTracker = Annotated[Tracker, Depends(upload_tracker, scope="function")]
+DownloadTracker = Annotated[Tracker, Depends(download_tracker, scope="function")]
+
+
+async def watchable_transfer(
+    transfer_id: str, user: ContentUser, hub: TransfersDep
+) -> TransferRecord:
+    if not TRANSFER_ID_RE.match(transfer_id):
+        raise InvalidTransferId()
+    return await hub.watchable(transfer_id, user)
+
+
+WatchableTransfer = Annotated[TransferRecord, Depends(watchable_transfer)]
+
+
+async def stream_slot(user: ContentUser, context: ContextDep) -> AsyncIterator[None]:
+    """One of the caller's open streams, held until the stream ends."""
+    with context.streams.slot(user.id):
+        yield
+
+
+StreamSlot = Annotated[None, Depends(stream_slot)]
+
+
+def last_event_id(
+    last_event_id: Annotated[
+        str | None, Header(description="Sent by EventSource on reconnect: resume after it.")
+    ] = None,
+) -> int | None:
+    return int(last_event_id) if last_event_id is not None and last_event_id.isdigit() else None
+
+
+LastEventId = Annotated[int | None, Depends(last_event_id)]
