@@ -8,6 +8,7 @@ from sqlalchemy import text
 
 from filesvc.deps import ContextDep
 from filesvc.storage.base import StorageError
+from filesvc.transfers.broker import BrokerUnavailable
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["operations"])
@@ -32,6 +33,12 @@ async def readyz(context: ContextDep) -> JSONResponse:
     except StorageError:
         logger.warning("readiness: storage check failed", exc_info=True)
         failed.append("storage")
+    if context.settings.redis_url:
+        try:
+            await context.broker.check()
+        except BrokerUnavailable:
+            logger.warning("readiness: Redis check failed", exc_info=True)
+            failed.append("redis")
     if failed:
         return JSONResponse(
             {

@@ -27,6 +27,7 @@ from filesvc.storage.errors import install_storage_error_handlers
 from filesvc.storage.factory import build_storage
 from filesvc.transfers.asgi import TransferMiddleware
 from filesvc.transfers.broker import build_broker
+from filesvc.transfers.errors import install_transfer_error_handlers
 from filesvc.transfers.router import router as transfers_router
 from filesvc.transfers.service import TransferHub
 from filesvc.transfers.streams import StreamLimiter
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
     install_storage_error_handlers(app)
+    install_transfer_error_handlers(app)
 
     api = APIRouter(prefix="/api/v1")
     api.include_router(auth_router)

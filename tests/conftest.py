@@ -17,6 +17,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+import redis
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 from pydantic import SecretStr
@@ -28,6 +29,7 @@ from filesvc.migrate import upgrade
 
 ADMIN_PASSWORD = "admin-password-for-tests"
 POSTGRES_URL = os.environ.get("FILESVC_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("FILESVC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 IN_CI = bool(os.environ.get("CI"))
 
 
@@ -66,10 +68,23 @@ def postgres_database() -> Iterator[str]:
         asyncio.run(_admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The Redis server on this machine (FILESVC_TEST_REDIS_URL overrides it)."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError) as exc:
+        service_missing(f"Redis at {REDIS_URL} is not available: {exc}")
+    finally:
+        client.close()
+    return REDIS_URL
+
+
 async def _truncate_postgres(url: str) -> None:
     connection = await asyncpg.connect(url.replace("postgresql+asyncpg://", "postgresql://", 1))
     try:
-        await connection.execute("TRUNCATE files, users CASCADE")
+        await connection.execute("TRUNCATE files, users, file_events CASCADE")
     finally:
         await connection.close()
 

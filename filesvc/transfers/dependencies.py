@@ -17,7 +17,7 @@ from filesvc.auth.dependencies import (
     user_for_token,
 )
 from filesvc.deps import ContextDep, SessionDep, TransfersDep
-from filesvc.transfers.errors import InvalidTransferId
+from filesvc.transfers.errors import InvalidTransferId, StreamOver
 from filesvc.transfers.schemas import TRANSFER_ID_RE, Direction
 from filesvc.transfers.service import UNTRACKED, Tracker, TransferHub, TransferRecord
 from filesvc.users.models import User
@@ -103,17 +103,6 @@ UploadTracker = Annotated[Tracker, Depends(upload_tracker, scope="function")]
 DownloadTracker = Annotated[Tracker, Depends(download_tracker, scope="function")]
 
 
-async def watchable_transfer(
-    transfer_id: str, user: ContentUser, hub: TransfersDep
-) -> TransferRecord:
-    if not TRANSFER_ID_RE.match(transfer_id):
-        raise InvalidTransferId()
-    return await hub.watchable(transfer_id, user)
-
-
-WatchableTransfer = Annotated[TransferRecord, Depends(watchable_transfer)]
-
-
 async def stream_slot(user: ContentUser, context: ContextDep) -> AsyncIterator[None]:
     """One of the caller's open streams, held until the stream ends."""
     with context.streams.slot(user.id):
@@ -132,3 +121,17 @@ def last_event_id(
 
 
 LastEventId = Annotated[int | None, Depends(last_event_id)]
+
+
+async def watchable_transfer(
+    transfer_id: str, user: ContentUser, hub: TransfersDep, last_seen: LastEventId
+) -> TransferRecord:
+    if not TRANSFER_ID_RE.match(transfer_id):
+        raise InvalidTransferId()
+    record = await hub.watchable(transfer_id, user)
+    if record.last.final and last_seen is not None and last_seen >= record.last.seq:
+        raise StreamOver()
+    return record
+
+
+WatchableTransfer = Annotated[TransferRecord, Depends(watchable_transfer)]

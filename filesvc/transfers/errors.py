@@ -1,3 +1,5 @@
+from fastapi import FastAPI, Request, Response
+
 from filesvc.errors import AppError, BadRequest, Conflict, NotFound
 
 
@@ -20,3 +22,15 @@ class TooManyStreams(AppError):
     status_code = 429
     code = "too_many_streams"
     detail = "Too many event streams open; close one first."
+
+
+class StreamOver(Exception):
+    """A reconnect after the final event: 204 tells an EventSource to stop reconnecting."""
+
+
+async def _stream_over(_: Request, exc: Exception) -> Response:
+    return Response(status_code=204)
+
+
+def install_transfer_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(StreamOver, _stream_over)

@@ -33,7 +33,10 @@ async def create_transfer(user: CurrentUser, hub: TransfersDep) -> TransferCreat
 @router.get(
     "/{transfer_id}/events",
     response_class=EventSourceResponse,
-    responses=error_responses(400, 404, 429),
+    responses={
+        204: {"description": "Reconnected after the final event: nothing more will come."},
+        **error_responses(400, 404, 429),
+    },
     summary="Watch a transfer: `progress` events, then `complete` or `failed` (SSE)",
 )
 async def watch_transfer(

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import uuid
 
 import httpx
 import pytest
 
 from filesvc.config import Settings
-from tests.conftest import Account, make_account
+from tests.conftest import ADMIN_PASSWORD, Account, client_for, login, make_account, running_app
 from tests.files.helpers import sha256, upload, uploaded
 from tests.transfers.sse import Event, events_of
 
@@ -194,4 +195,38 @@ async def test_reconnect_skips_what_was_seen(client: httpx.AsyncClient, editor: 
     response = await client.get(
         "/api/v1/transfers/again-1/events", headers={**editor.headers, "Last-Event-ID": seen}
     )
-    assert [e.event for e in events_of(response.text)] == ["retry"]
+    # 204: the one answer that stops an EventSource from reconnecting forever.
+    assert response.status_code == 204
+
+
+async def test_two_apps_share_transfers_and_events_through_redis(
+    settings: Settings, redis_url: str, cheap_password_hashing: None
+) -> None:
+    """Two instances on one database and one Redis: upload through one, watch the other."""
+    shared = settings.model_copy(update={"redis_url": redis_url, "max_stream_seconds": 3})
+    transfer_id = f"across-{uuid.uuid4().hex}"  # Redis outlives the test's database
+    async with (
+        running_app(shared) as one,
+        running_app(shared) as two,
+        client_for(one) as first,
+        client_for(two) as second,
+    ):
+        admin = await login(first, "admin", ADMIN_PASSWORD)
+        headers = {"Authorization": f"Bearer {admin}"}
+        assert (await second.get("/readyz")).status_code == 200
+        transfer = asyncio.create_task(
+            second.get(f"/api/v1/transfers/{transfer_id}/events", headers=headers)
+        )
+        files = asyncio.create_task(second.get("/api/v1/events", headers=headers))
+        await asyncio.sleep(0.3)
+        response = await first.post(
+            "/api/v1/files",
+            files={"file": ("a.bin", DATA, "application/octet-stream")},
+            headers={**headers, "X-Transfer-Id": transfer_id},
+        )
+        assert response.status_code == 201
+        events = events_of((await transfer).text)
+        assert any(e.data["state"] == "receiving" for e in events if e.event == "progress")
+        assert final(events).data["file"] == response.json()
+        created = [e for e in events_of((await files).text) if e.event == "file.created"]
+        assert [e.data for e in created] == [response.json()]
