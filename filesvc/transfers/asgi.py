@@ -32,6 +32,8 @@ class TransferMiddleware:
                         transfer.total = int(length) if length and length.isdigit() else None
                         download = transfer
                 await send(message)
+                if download is not None:
+                    await download.advance(0)
                 return
             await send(message)
             if download is not None and message["type"] == "http.response.body":

@@ -149,7 +149,8 @@ class TransferHub:
                 raise TransferIdTaken()
             seq = record.last.seq
         transfer = Transfer(self, transfer_id, owner_id, direction, total, seq)
-        await transfer.advance(0)
+        if direction == "upload":
+            await transfer.advance(0)  # a download starts moving once its length is known
         return transfer
 
     async def emit(self, record: TransferRecord) -> None:
