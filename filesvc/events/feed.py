@@ -7,9 +7,11 @@ reader never sees a change it could not then load.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +23,8 @@ from filesvc.events.models import FileEvent
 from filesvc.files.access import can_read
 from filesvc.files.models import File, Visibility
 from filesvc.files.schemas import FileRead
-from filesvc.transfers.broker import EventBroker
+from filesvc.transfers.broker import EventBroker, Subscription
+from filesvc.transfers.streams import StreamEvent, Watch
 from filesvc.users.models import User
 
 logger = logging.getLogger(__name__)
@@ -51,6 +54,9 @@ class FileEventMessage:
     def decode(cls, message: str) -> FileEventMessage:
         event_id, kind, owner_id, visibility, data_json = json.loads(message)
         return cls(event_id, kind, owner_id, visibility, data_json)
+
+    def stream_event(self) -> StreamEvent:
+        return _frame(self.id, self.kind, self.data_json)
 
     def readable_by(self, user: User) -> bool:
         # The file as it was, enough for the one rule in files/access.py.
@@ -94,39 +100,65 @@ class FileFeed:
             # Committed already; a reconnecting client replays it from the table.
             logger.warning("could not publish a file event", exc_info=True)
 
-    async def _replay(self, after_id: int) -> AsyncIterator[FileEventMessage]:
-        while True:
-            # A short session per batch: none is held while the stream waits.
-            async with self._db.session() as session:
-                rows = (
-                    await session.scalars(
-                        select(FileEvent)
-                        .where(FileEvent.id > after_id)
-                        .order_by(FileEvent.id)
-                        .limit(REPLAY_BATCH)
-                    )
-                ).all()
-            for row in rows:
-                yield FileEventMessage.of(row)
-            if len(rows) < REPLAY_BATCH:
-                return
-            after_id = rows[-1].id
+    async def replay(self, after_id: int) -> list[FileEventMessage]:
+        """Up to REPLAY_BATCH events after `after_id`, in a short session of their own."""
+        async with self._db.session() as session:
+            rows = await session.scalars(
+                select(FileEvent)
+                .where(FileEvent.id > after_id)
+                .order_by(FileEvent.id)
+                .limit(REPLAY_BATCH)
+            )
+            return [FileEventMessage.of(row) for row in rows]
 
-    async def events(
-        self, user: User, last_event_id: int | None
-    ) -> AsyncGenerator[FileEventMessage]:
-        """What `user` may see: missed events after `last_event_id` (if given), then live."""
-        seen = 0
-        async with self._broker.subscribe(CHANNEL) as messages:
-            if last_event_id is not None:
-                async for event in self._replay(last_event_id):
-                    seen = event.id
-                    if event.readable_by(user):
-                        yield event
-            async for message in messages:
-                event = FileEventMessage.decode(message)
-                if event.id > seen and event.readable_by(user):
-                    yield event
+    @asynccontextmanager
+    async def watch(self, user: User, last_event_id: int | None) -> AsyncIterator[Watch]:
+        async with self._broker.subscribe(CHANNEL) as subscription:
+            yield FileWatch(self, subscription, user, last_event_id)
+
+
+class FileWatch:
+    """What `user` may see: missed events after `last_event_id` (if given), then live.
+
+    Subscribed before the replay is read, so an event committed meanwhile is in one or
+    the other; one in both is sent once. No database session is held between batches.
+    """
+
+    done = False
+
+    def __init__(
+        self, feed: FileFeed, subscription: Subscription, user: User, last_event_id: int | None
+    ) -> None:
+        self._feed = feed
+        self._subscription = subscription
+        self._user = user
+        self._replaying = last_event_id is not None
+        self._replayed = last_event_id or 0
+        self._backlog: list[FileEventMessage] = []
+
+    async def next(self, within: float) -> StreamEvent | None:
+        while self._replaying or self._backlog:
+            if not self._backlog:
+                self._backlog = await self._feed.replay(self._replayed)
+                self._replaying = len(self._backlog) == REPLAY_BATCH
+                self._backlog.reverse()
+            while self._backlog:
+                event = self._backlog.pop()
+                self._replayed = event.id
+                if event.readable_by(self._user):
+                    return event.stream_event()
+        message = await self._subscription.get(within)
+        while message is not None:
+            event = FileEventMessage.decode(message)
+            if event.id > self._replayed and event.readable_by(self._user):
+                return event.stream_event()
+            message = self._subscription.get_nowait()
+        return None
+
+
+@functools.lru_cache(maxsize=256)
+def _frame(event_id: int, kind: str, data_json: str) -> StreamEvent:
+    return StreamEvent.of(str(event_id), kind, data_json, final=False)
 
 
 def _data(kind: str, file: File) -> dict[str, Any]:

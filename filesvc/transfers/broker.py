@@ -44,6 +44,18 @@ class Subscription:
     async def __anext__(self) -> str:
         return await self._queue.get()
 
+    async def get(self, within: float) -> str | None:
+        """The next message, or None if none comes within `within` seconds."""
+        try:
+            async with asyncio.timeout(within):
+                return await self._queue.get()
+        except TimeoutError:
+            return None
+
+    def get_nowait(self) -> str | None:
+        """The next message if one is already waiting."""
+        return None if self._queue.empty() else self._queue.get_nowait()
+
 
 class EventBroker(Protocol):
     async def publish(self, channel: str, message: str) -> None: ...

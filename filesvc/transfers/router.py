@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, WebSocket, status
-from fastapi.sse import EventSourceResponse, ServerSentEvent
+from fastapi.sse import EventSourceResponse
 from starlette.websockets import WebSocketDisconnect
 
 from filesvc.auth.dependencies import CurrentUser, user_for_token
@@ -15,7 +15,7 @@ from filesvc.errors import AppError, error_response, error_responses
 from filesvc.transfers.dependencies import LastEventId, StreamSlot, WatchableTransfer
 from filesvc.transfers.errors import InvalidTransferId
 from filesvc.transfers.schemas import TRANSFER_ID_RE, TransferCreated, events_url
-from filesvc.transfers.streams import bounded
+from filesvc.transfers.streams import EVENT_STREAM, event_stream, sse_body
 
 router = APIRouter(prefix="/transfers", tags=["transfers"], responses=error_responses(401))
 
@@ -32,8 +32,8 @@ async def create_transfer(user: CurrentUser, hub: TransfersDep) -> TransferCreat
 
 @router.get(
     "/{transfer_id}/events",
-    response_class=EventSourceResponse,
     responses={
+        200: {"description": "`progress`, then `complete` or `failed`.", "content": EVENT_STREAM},
         204: {"description": "Reconnected after the final event: nothing more will come."},
         **error_responses(400, 404, 429),
     },
@@ -45,11 +45,14 @@ async def watch_transfer(
     hub: TransfersDep,
     settings: SettingsDep,
     last_event_id: LastEventId,
-) -> AsyncIterator[ServerSentEvent]:
-    yield ServerSentEvent(retry=settings.sse_retry_ms)
-    events = hub.events(record.id, last_event_id)
-    async for event in bounded(events, settings.max_stream_seconds):
-        yield ServerSentEvent(id=str(event.seq), event=event.event, raw_data=event.data_json)
+) -> EventSourceResponse:
+    async def body() -> AsyncIterator[bytes]:
+        async with hub.watch(record.id, last_event_id) as watch:
+            retry, lifetime = settings.sse_retry_ms, settings.max_stream_seconds
+            async for frame in sse_body(watch, retry_ms=retry, lifetime=lifetime):
+                yield frame
+
+    return event_stream(body())
 
 
 @router.websocket("/{transfer_id}/ws")
@@ -82,9 +85,13 @@ async def _send_until_disconnect(
     websocket: WebSocket, context: AppContext, transfer_id: str
 ) -> None:
     async def send_events() -> None:
-        events = context.transfers.events(transfer_id, None)
-        async for event in bounded(events, context.settings.max_stream_seconds):
-            await websocket.send_text(f'{{"event":"{event.event}","data":{event.data_json}}}')
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + context.settings.max_stream_seconds
+        async with context.transfers.watch(transfer_id, None) as watch:
+            while not watch.done and (remaining := deadline - loop.time()) > 0:
+                event = await watch.next(remaining)
+                if event is not None:
+                    await websocket.send_text(event.websocket_text())
         await websocket.close()
 
     async def until_disconnect() -> None:

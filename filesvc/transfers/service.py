@@ -8,11 +8,13 @@ Watchers subscribe first and read the state second, so nothing falls between the
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,9 +23,10 @@ from starlette.requests import ClientDisconnect
 from filesvc.config import Settings
 from filesvc.errors import AppError
 from filesvc.storage.base import StorageError
-from filesvc.transfers.broker import EventBroker
+from filesvc.transfers.broker import EventBroker, Subscription
 from filesvc.transfers.errors import TransferIdTaken, TransferNotFound
 from filesvc.transfers.schemas import Direction
+from filesvc.transfers.streams import StreamEvent, Watch
 from filesvc.users.models import Role, User
 
 logger = logging.getLogger(__name__)
@@ -51,6 +54,14 @@ class TransferEvent:
     def decode(cls, message: str) -> TransferEvent:
         seq, event, data_json = message.split("\n", 2)
         return cls(int(seq), event, data_json)
+
+
+@functools.lru_cache(maxsize=256)
+def stream_event(message: str) -> tuple[int, StreamEvent]:
+    """A published message as its sequence number and frame, made once for all watchers."""
+    event = TransferEvent.decode(message)
+    frame = StreamEvent.of(str(event.seq), event.event, event.data_json, final=event.final)
+    return event.seq, frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,28 +176,56 @@ class TransferHub:
                 self._warned = True
                 logger.warning("could not publish transfer progress", exc_info=True)
 
-    async def events(
-        self, transfer_id: str, last_event_id: int | None
-    ) -> AsyncGenerator[TransferEvent]:
-        """The current state (unless already seen), then each newer event, up to the final
-        one. The caller bounds how long it waits."""
-        seen = last_event_id or 0
-        async with self.broker.subscribe(_key(transfer_id)) as messages:
+    @asynccontextmanager
+    async def watch(self, transfer_id: str, last_event_id: int | None) -> AsyncIterator[Watch]:
+        # Subscribed before the state is read: nothing can fall between the two.
+        async with self.broker.subscribe(_key(transfer_id)) as subscription:
             record = await self.load(transfer_id)
-            if record is not None:
-                if record.last.seq > seen:
-                    seen = record.last.seq
-                    yield record.last
-                if record.last.final:
-                    return
-            async for message in messages:
-                event = TransferEvent.decode(message)
-                if event.seq <= seen:
-                    continue
-                seen = event.seq
-                yield event
-                if event.final:
-                    return
+            yield TransferWatch(subscription, record, last_event_id or 0)
+
+
+class TransferWatch:
+    """The current state (unless seen already), then each newer event up to the final one.
+
+    A watcher that falls behind skips to the newest progress: progress is a level, not a
+    log, and the final event always comes last, so it is never skipped.
+    """
+
+    def __init__(
+        self, subscription: Subscription, record: TransferRecord | None, seen: int
+    ) -> None:
+        self._subscription = subscription
+        self._seen = seen
+        self._current: tuple[int, StreamEvent] | None = None
+        self.done = False
+        if record is not None:
+            if record.last.seq > seen:
+                self._current = stream_event(record.last.encode())
+            elif record.last.final:
+                self.done = True
+
+    async def next(self, within: float) -> StreamEvent | None:
+        if self._current is not None:
+            (self._seen, event), self._current = self._current, None
+            self.done = event.final
+            return event
+        message = await self._subscription.get(within)
+        while message is not None:
+            seq, event = stream_event(message)
+            if seq <= self._seen:
+                message = self._subscription.get_nowait()
+                continue
+            # Behind? Skip to the newest progress, but never past the final event.
+            while not event.final and (newer := self._subscription.get_nowait()) is not None:
+                newer_seq, newer_event = stream_event(newer)
+                if newer_event.final:
+                    self._current = (newer_seq, newer_event)
+                    break
+                seq, event = newer_seq, newer_event
+            self._seen = seq
+            self.done = event.final
+            return event
+        return None
 
 
 class Tracker(Protocol):
@@ -275,6 +314,8 @@ class Transfer:
         await self._emit("progress", data)
 
     async def _emit(self, event: str, data: dict[str, Any]) -> None:
+        # When it happened, by the server's clock: lets a client judge how fresh it is.
+        data["time"] = round(time.time(), 3)
         self._seq += 1
         record = TransferRecord(
             self.id, self.owner_id, TransferEvent(self._seq, event, _dumps(data))

@@ -37,8 +37,11 @@ def parse_json_object(text: str, what: str) -> dict[str, Any]:
 class FilesvcServer:
     """`filesvc migrate` then `filesvc serve` (single worker) on a free loopback port."""
 
-    def __init__(self, filesvc_bin: Path, root: Path) -> None:
+    def __init__(
+        self, filesvc_bin: Path, root: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.bin = filesvc_bin
+        self.extra_env = extra_env or {}
         self.root = root
         self.data_dir = root / "data"
         self.port = free_port()
@@ -57,7 +60,7 @@ class FilesvcServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FILESVC_")}
         env["FILESVC_DATA_DIR"] = str(self.data_dir)
         env["FILESVC_ADMIN_PASSWORD"] = self.password
-        return env
+        return env | self.extra_env
 
     @property
     def pid(self) -> int:
@@ -157,9 +160,18 @@ class FilesvcServer:
         result = curl_upload(args, work / "filesvc-resp.json")
         return result.speed_bps, self._check_upload(result.http_code, result.body, src, sha256)
 
-    def upload_raw(self, src: Path, sha256: str, work: Path) -> tuple[float, str]:
+    def upload_raw(
+        self,
+        src: Path,
+        sha256: str,
+        work: Path,
+        transfer_id: str | None = None,
+        curl_args: tuple[str, ...] = (),
+    ) -> tuple[float, str]:
         """`curl -T src` to PUT /files/raw/<name>; returns (bytes/s, file id)."""
-        args = ["-T", str(src), "-H", self.auth_header]
+        args = [*curl_args, "-T", str(src), "-H", self.auth_header]
+        if transfer_id is not None:
+            args += ["-H", f"X-Transfer-Id: {transfer_id}"]
         args += [
             "-H",
             "Content-Type: application/octet-stream",
@@ -188,8 +200,11 @@ class FilesvcServer:
         if digest != sha256 or count != src.stat().st_size:
             raise BenchError(f"filesvc download: got {count} bytes, sha256 {digest}")
 
-    def download(self, file_id: str, src: Path) -> float:
-        result = curl_download(self._url(f"/files/{file_id}/content"), [self.auth_header])
+    def download(self, file_id: str, src: Path, transfer_id: str | None = None) -> float:
+        headers = [self.auth_header]
+        if transfer_id is not None:
+            headers.append(f"X-Transfer-Id: {transfer_id}")
+        result = curl_download(self._url(f"/files/{file_id}/content"), headers)
         expected = src.stat().st_size
         if result.http_code != 200 or result.size != expected:
             raise BenchError(f"filesvc download: {result.http_code}, {result.size}/{expected} B")

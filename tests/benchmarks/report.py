@@ -155,6 +155,7 @@ def render_table(report: dict[str, Any]) -> str:
             f"{mem['rss_samples']} samples; after start: VmRSS {mem['startup_vmrss_mib']} MiB, "
             f"VmHWM {mem['startup_vmhwm_mib']} MiB)"
         )
+    out += tracking_lines(report) + fanout_lines(report)
     out += ["", f"{'per run, MB/s (run order)':<28} {'nginx':<26} filesvc"]
     runs = report["runs_mb_s"]
     for measurement in MEASUREMENTS:
@@ -162,6 +163,36 @@ def render_table(report: dict[str, Any]) -> str:
         filesvc = ", ".join(f"{v:.0f}" for v in runs.get("filesvc", {}).get(measurement, []))
         out.append(f"{LABELS[measurement]:<28} {nginx:<26} {filesvc or '-'}")
     return "\n".join(out)
+
+
+def tracking_lines(report: dict[str, Any]) -> list[str]:
+    if "tracking" not in report:
+        return []
+    out = ["", f"{'tracked vs untracked':<28} {'untracked':>11} {'tracked':>13} {'ratio':>7}"]
+    for row in report["tracking"]["rows"]:
+        out.append(
+            f"{row['measurement']:<28} {fmt(row['untracked_mb_s'], 11, 1)} "
+            f"{fmt(row['tracked_mb_s'], 13, 1)} {fmt(row['ratio'], 7, 2)} "
+            f"{'>= ' + format(row['target_ratio_min'], '.2f'):>8}  {verdict(row['pass'])}"
+        )
+    return out
+
+
+def fanout_lines(report: dict[str, Any]) -> list[str]:
+    fanout = report.get("sse_fanout")
+    if fanout is None:
+        return []
+    return [
+        "",
+        f"SSE fan-out: {fanout['subscribers']} subscribers on one worker, one upload, "
+        f"{fanout['events_per_subscriber']:.0f} events each ({fanout['deliveries']} deliveries)",
+        f"  delivery latency median {fanout['latency_median_ms']} ms, "
+        f"p99 {fanout['latency_p99_ms']} ms (target < {fanout['target_p99_ms_max']:.0f}), "
+        f"max {fanout['latency_max_ms']} ms",
+        f"  server RSS with the subscribers connected {fanout['rss_with_subscribers_mib']} MiB, "
+        f"peak {fanout['peak_rss_mib']} MiB (target < {fanout['target_rss_mib_max']:.0f})  "
+        f"{verdict(fanout['pass'])}",
+    ]
 
 
 def write_json(report: dict[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """Throughput and memory benchmark of filesvc against an nginx reference (`make bench`).
 
     .venv/bin/python -m tests.benchmarks.run [--size-mib 1024] [--repeat 3] [--nginx-only]
+                                             [--subscribers 1000]
 
 Makes a random test file (temp dir on disk, not tmpfs), starts nginx (foreground child,
 generated config, worker_processes 1, installed with apt-get if missing) and a real
@@ -11,6 +12,10 @@ after every upload), its download uses sendfile. Before each upload the source f
 read into the page cache and `sync` flushes the previous run's writes, the same for both
 servers; what each upload stored is dropped again (sink body file / DELETE), except one
 filesvc file kept for the downloads; the server going first alternates between runs.
+
+Then filesvc alone: the raw upload and the download with and without an `X-Transfer-Id`
+(tracking must cost under 10%), and the SSE fan-out (tests/benchmarks/fanout.py): 1,000
+subscribers on one worker watching one upload, with delivery latency and peak RSS.
 
 Prints the medians (MB/s, 1 MB = 10^6 bytes), the filesvc/nginx ratios and the server's
 peak RSS (max of VmHWM and sampled VmRSS) against the targets, and writes
@@ -35,11 +40,13 @@ from types import FrameType
 from typing import Any
 
 from tests.benchmarks.common import MIB, REPO, BenchError, log
+from tests.benchmarks.fanout import run_fanout
 from tests.benchmarks.filesvc_server import FilesvcServer
 from tests.benchmarks.nginx import NginxReference, ensure_nginx
 from tests.benchmarks.procfs import RssSampler
 from tests.benchmarks.report import build_report, memory_report, render_table, write_json
 from tests.benchmarks.runner import Bench, run_all
+from tests.benchmarks.tracking import run_tracking
 from tests.benchmarks.transfers import filesystem_type, make_test_file
 
 
@@ -55,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--nginx-only", action="store_true", help="only the nginx reference (no filesvc)"
+    )
+    parser.add_argument(
+        "--subscribers", type=int, default=1000, help="SSE fan-out subscribers (1000; 0 skips)"
     )
     args = parser.parse_args(argv)
     if args.size_mib < 1 or args.repeat < 1:
@@ -119,7 +129,15 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         if sampler is not None:
             sampler.stop()
         memory = memory_report(bench.filesvc, sampler)
-        return build_report(args, bench, memory, bench.nginx.binary)
+        report = build_report(args, bench, memory, bench.nginx.binary)
+        if bench.filesvc is not None:
+            report["tracking"] = run_tracking(bench, args.repeat)
+            bench.filesvc.stop()  # the fan-out gets the machine to itself
+            if args.subscribers > 0:
+                report["sse_fanout"] = run_fanout(
+                    args.filesvc_bin, root, bench.src, bench.sha256, args.subscribers
+                )
+        return report
 
 
 def main(argv: list[str] | None = None) -> int:

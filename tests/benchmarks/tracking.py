@@ -1,0 +1,63 @@
+"""Tracked against untracked: the same raw upload and download, with and without an
+`X-Transfer-Id`, alternating which goes first; tracking should cost under 10%."""
+
+from __future__ import annotations
+
+import statistics
+import uuid
+from typing import Any
+
+from tests.benchmarks.common import log
+from tests.benchmarks.runner import MB, Bench, prepare_upload
+from tests.benchmarks.transfers import settle_disk
+
+TARGET_RATIO = 0.90
+
+
+def _upload(bench: Bench, tracked: bool) -> float:
+    assert bench.filesvc is not None
+    prepare_upload(bench)
+    transfer_id = f"bench-{uuid.uuid4().hex}" if tracked else None
+    speed, file_id = bench.filesvc.upload_raw(bench.src, bench.sha256, bench.work, transfer_id)
+    bench.filesvc.delete(file_id)
+    return speed / MB
+
+
+def _download(bench: Bench, tracked: bool) -> float:
+    assert bench.filesvc is not None
+    settle_disk()
+    transfer_id = f"bench-{uuid.uuid4().hex}" if tracked else None
+    return bench.filesvc.download(bench.file_id, bench.src, transfer_id) / MB
+
+
+def run_tracking(bench: Bench, repeat: int) -> dict[str, Any]:
+    runs: dict[str, dict[str, list[float]]] = {
+        "upload_raw": {"untracked": [], "tracked": []},
+        "download": {"untracked": [], "tracked": []},
+    }
+    for run in range(repeat):
+        log(f"tracking run {run + 1}/{repeat}")
+        order = (False, True) if run % 2 == 0 else (True, False)
+        for measurement, transfer in (("upload_raw", _upload), ("download", _download)):
+            for is_tracked in order:
+                mb_s = transfer(bench, is_tracked)
+                kind = "tracked" if is_tracked else "untracked"
+                runs[measurement][kind].append(mb_s)
+                log(f"  {measurement:<11} {kind:<9} {mb_s:8.1f} MB/s")
+    rows: list[dict[str, Any]] = []
+    for measurement, by_kind in runs.items():
+        untracked = statistics.median(by_kind["untracked"])
+        tracked = statistics.median(by_kind["tracked"])
+        ratio = tracked / untracked if untracked > 0 else 0.0
+        rows.append(
+            {
+                "measurement": measurement,
+                "untracked_mb_s": round(untracked, 1),
+                "tracked_mb_s": round(tracked, 1),
+                "ratio": round(ratio, 3),
+                "target_ratio_min": TARGET_RATIO,
+                "pass": ratio >= TARGET_RATIO,
+                "runs_mb_s": {k: [round(v, 1) for v in vs] for k, vs in by_kind.items()},
+            }
+        )
+    return {"rows": rows}
