@@ -46,6 +46,8 @@ class Subscription:
 
     async def get(self, within: float) -> str | None:
         """The next message, or None if none comes within `within` seconds."""
+        if not self._queue.empty():
+            return self._queue.get_nowait()
         try:
             async with asyncio.timeout(within):
                 return await self._queue.get()
