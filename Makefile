@@ -34,7 +34,8 @@ typecheck: install
 
 check: lint typecheck test
 
-## Throughput and memory against nginx (installs nginx with apt if it is missing).
+## Throughput and memory against nginx (installs nginx with apt if it is missing), tracked
+## against untracked transfers, and the SSE fan-out (1,000 subscribers on one worker).
 bench: install
 	$(BIN)/python -m tests.benchmarks.run $(BENCH_ARGS)
 

@@ -215,3 +215,32 @@ def test_a_websocket_watches_the_same_events(
     data = messages[-1]["data"]
     assert isinstance(data, dict)
     assert data["file"] == response.json()
+
+
+def test_streams_end_when_their_clients_go_away(server: RunningServer) -> None:
+    """Sixteen streams (the per-user cap) opened and dropped, twice: the slots come back
+    as soon as the clients go, so nothing of the first round is left behind."""
+    user = create_user(server, "viewer")
+    for _round in range(2):
+        sockets = []
+        for n in range(16):
+            sock = connect(server)
+            path = f"/api/v1/transfers/gone-{_round}-{n}/events"
+            sock.sendall(request_head("GET", path, [("Authorization", f"Bearer {user.token}")]))
+            assert sock.recv(64).startswith(b"HTTP/1.1 200"), n
+            sockets.append(sock)
+        with server.client(user.token) as client:
+            over = client.get("/api/v1/events")
+        assert over.status_code == 429
+        assert over.json()["code"] == "too_many_streams"
+        for sock in sockets:
+            sock.close()
+
+        def slots_free() -> bool:
+            with (
+                server.client(user.token) as client,
+                client.stream("GET", "/api/v1/events") as response,
+            ):
+                return response.status_code == 200
+
+        wait_for(slots_free, timeout=10, what="the dropped streams' slots", interval=0.1)
