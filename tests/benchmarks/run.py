@@ -64,6 +64,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--nginx-only", action="store_true", help="only the nginx reference (no filesvc)"
     )
     parser.add_argument(
+        "--tracking-repeat", type=int, default=5, help="tracked/untracked pairs (5)"
+    )
+    parser.add_argument(
         "--subscribers", type=int, default=1000, help="SSE fan-out subscribers (1000; 0 skips)"
     )
     args = parser.parse_args(argv)
@@ -131,7 +134,7 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         memory = memory_report(bench.filesvc, sampler)
         report = build_report(args, bench, memory, bench.nginx.binary)
         if bench.filesvc is not None:
-            report["tracking"] = run_tracking(bench, args.repeat)
+            report["tracking"] = run_tracking(bench, args.tracking_repeat)
             bench.filesvc.stop()  # the fan-out gets the machine to itself
             if args.subscribers > 0:
                 report["sse_fanout"] = run_fanout(
