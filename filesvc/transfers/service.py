@@ -18,11 +18,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from fastapi.exceptions import RequestValidationError
 from starlette.requests import ClientDisconnect
 
 from filesvc.config import Settings
 from filesvc.errors import AppError
-from filesvc.storage.base import StorageError
+from filesvc.storage.base import ObjectNotFound, StorageError
 from filesvc.transfers.broker import EventBroker, Subscription
 from filesvc.transfers.errors import TransferIdTaken, TransferNotFound
 from filesvc.transfers.schemas import Direction
@@ -96,6 +97,10 @@ def failure_of(exc: BaseException, direction: Direction) -> tuple[str, str]:
     """The `code` and `detail` of the failed event: those of the HTTP error, if any."""
     if isinstance(exc, AppError):
         return exc.code, exc.detail
+    if isinstance(exc, RequestValidationError):
+        return "validation_error", "The request's parameters are invalid."
+    if isinstance(exc, ObjectNotFound):
+        return "blob_missing", "The file's bytes are missing from storage."
     if isinstance(exc, StorageError):
         return "storage_unavailable", "Storage is unavailable; try again later."
     if isinstance(exc, ClientDisconnect | ClientGone | asyncio.CancelledError | OSError):

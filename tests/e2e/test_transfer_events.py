@@ -244,3 +244,29 @@ def test_streams_end_when_their_clients_go_away(server: RunningServer) -> None:
                 return response.status_code == 200
 
         wait_for(slots_free, timeout=10, what="the dropped streams' slots", interval=0.1)
+
+
+def test_a_download_cut_short_fails_the_transfer(server: RunningServer, editor: User) -> None:
+    with server.client(editor.token) as client:
+        created = client.put("/api/v1/files/raw/cut.bin", content=os.urandom(64 * MiB))
+    assert created.status_code == 201, created.text
+    watching = watcher(server, editor, "e2e-cut-download")
+    head = request_head(
+        "GET",
+        created.json()["content_url"] + "?transfer_id=e2e-cut-download",
+        [("Authorization", f"Bearer {editor.token}")],
+    )
+    sock = connect(server)
+    try:
+        sock.sendall(head)
+        received = 0
+        while received < 2 * MiB:
+            chunk = sock.recv(256 * 1024)
+            assert chunk, "the server closed the download early"
+            received += len(chunk)
+    finally:
+        sock.close()
+    failed = watching.join()[-1]
+    assert failed.event == "failed"
+    assert failed.data["code"] == "download_incomplete"
+    assert 0 < failed.data["bytes"] < 64 * MiB

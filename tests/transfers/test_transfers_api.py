@@ -230,3 +230,17 @@ async def test_two_apps_share_transfers_and_events_through_redis(
         assert final(events).data["file"] == response.json()
         created = [e for e in events_of((await files).text) if e.event == "file.created"]
         assert [e.data for e in created] == [response.json()]
+
+
+async def test_an_invalid_request_fails_its_transfer(
+    client: httpx.AsyncClient, editor: Account
+) -> None:
+    bad = await client.put(
+        "/api/v1/files/raw/a.txt?visibility=bogus&transfer_id=invalid-1",
+        content=b"x",
+        headers=editor.headers,
+    )
+    assert bad.status_code == 422
+    failed = final(events_of((await watch(client, editor, "invalid-1")).text))
+    assert failed.event == "failed"
+    assert failed.data["code"] == "validation_error" == bad.json()["code"]
