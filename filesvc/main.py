@@ -20,6 +20,7 @@ from filesvc.deps import AppContext
 from filesvc.errors import install_error_handlers
 from filesvc.files.router import router as files_router
 from filesvc.middleware import RequestContextMiddleware
+from filesvc.sharing.router import SHARED_SEGMENT
 from filesvc.sharing.router import router as sharing_router
 from filesvc.storage.errors import install_storage_error_handlers
 from filesvc.storage.factory import build_storage
@@ -113,5 +114,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=CORS_EXPOSED_HEADERS,
             max_age=600,
         )
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, secret_after=(SHARED_SEGMENT,))
     return app

@@ -22,8 +22,9 @@ from filesvc.sharing.tokens import DOWNLOAD, PINNED_HEX_CHARS, ShareGrant, sign_
 from filesvc.users.models import User
 
 router = APIRouter(tags=["sharing"])
-# The access log prints this template, not the path: the token is a credential.
-SHARED_PATH = "/shared/{token}"
+# What follows this segment is a credential: the access log prints `{token}` instead.
+SHARED_SEGMENT = "shared"
+SHARED_PATH = f"/{SHARED_SEGMENT}/{{token}}"
 
 
 @router.post(
