@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import shutil
 import socket
 import subprocess
 import zipfile
@@ -30,7 +29,7 @@ from .server import (
     sha256_of,
     wait_for,
 )
-from .wire import connect, request_head, reset_close, run_curl
+from .wire import bearer, connect, curl_put_file, request_head, reset_close, run_curl
 
 pytestmark = pytest.mark.e2e
 
@@ -40,21 +39,6 @@ GiB = 1024 * MiB
 PEAK_RSS_LIMIT_BYTES = 150 * MiB
 
 
-@pytest.fixture(scope="session")
-def unzip() -> str:
-    path = shutil.which("unzip")
-    if path is None:
-        reason = "the archive tests check zips with the real unzip binary, and it is not on PATH"
-        if os.environ.get("CI"):
-            pytest.fail(reason + " (CI is set: install unzip in the CI image)")
-        pytest.skip(reason + " (install unzip to run these tests)")
-    return path
-
-
-def bearer(user: User) -> str:
-    return f"Authorization: Bearer {user.token}"
-
-
 def archive_url(server: RunningServer, *ids: str) -> str:
     return server.url("/api/v1/archive?" + "&".join(f"id={file_id}" for file_id in ids))
 
@@ -62,12 +46,8 @@ def archive_url(server: RunningServer, *ids: str) -> str:
 def upload_raw(
     server: RunningServer, user: User, curl: str, tmp_path: Path, path: Path, name: str
 ) -> dict[str, Any]:
-    result = run_curl(
-        curl, tmp_path, "-H", bearer(user), "-T", str(path), server.url(f"/api/v1/files/raw/{name}")
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.status == 201, result.body[:2000]
-    file: dict[str, Any] = result.json()
+    url = server.url(f"/api/v1/files/raw/{name}")
+    file = curl_put_file(curl, tmp_path, user.token, path, url)
     assert file["visibility"] == "private"
     return file
 
@@ -190,10 +170,10 @@ def test_a_2_gib_archive_streams_whole_in_flat_memory(
     peak_before = peak_rss_bytes(pid)  # start-up and the two uploads
     try:
         # Saved to disk: `unzip` and `zipfile` seek to the central directory at the end.
+        url = archive_url(server, *(f["id"] for f in files))
         result = run_curl(
-            curl, tmp_path, "-H", bearer(editor), archive_url(server, *(f["id"] for f in files)),
-            output=archive_path, timeout=300,
-        )  # fmt: skip
+            curl, tmp_path, "-H", bearer(editor.token), url, output=archive_path, timeout=300
+        )
         peak = peak_rss_bytes(pid)
         assert result.returncode == 0, result.stderr
         assert result.status == 200, archive_path.read_bytes()[:2000]
@@ -329,7 +309,12 @@ def test_a_client_gone_mid_archive_leaves_the_server_healthy(
     # The next archive, of the same file, comes whole.
     archive_path = tmp_path / "after.zip"
     result = run_curl(
-        curl, tmp_path, "-H", bearer(editor), archive_url(server, file["id"]), output=archive_path
+        curl,
+        tmp_path,
+        "-H",
+        bearer(editor.token),
+        archive_url(server, file["id"]),
+        output=archive_path,
     )
     assert result.returncode == 0, result.stderr
     assert result.status == 200
@@ -351,7 +336,7 @@ def test_one_unreadable_id_fails_the_whole_archive_before_any_byte(
 
     # Signed in: the other editor's private file is as absent as an unknown id.
     for ids in ([mine["id"], theirs["id"]], [mine["id"], "no-such-file"]):
-        refused = run_curl(curl, tmp_path, "-H", bearer(editor), archive_url(server, *ids))
+        refused = run_curl(curl, tmp_path, "-H", bearer(editor.token), archive_url(server, *ids))
         assert refused.returncode == 0, refused.stderr
         assert refused.status == 404, refused.body[:2000]
         assert refused.header("content-type") == "application/json"
@@ -365,7 +350,7 @@ def test_one_unreadable_id_fails_the_whole_archive_before_any_byte(
     assert anonymous.json()["code"] == "not_authenticated"
 
     # No id at all is the client's mistake.
-    empty = run_curl(curl, tmp_path, "-H", bearer(editor), server.url("/api/v1/archive"))
+    empty = run_curl(curl, tmp_path, "-H", bearer(editor.token), server.url("/api/v1/archive"))
     assert empty.status == 400
     assert empty.json()["code"] == "invalid_archive_request"
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from .server import LocalFile, MiB, RunningServer, User, login, sha256_of, wait_for
-from .wire import CurlResult, run_curl
+from .wire import CurlResult, curl_put_file, run_curl
 
 pytestmark = pytest.mark.e2e
 
@@ -30,19 +30,11 @@ SHARED_TEMPLATE = "/api/v1/shared/{token}"
 TOKEN_LIKE_RE = re.compile(r"eyJ[A-Za-z0-9_-]{8,}")
 
 
-def bearer(user: User) -> str:
-    return f"Authorization: Bearer {user.token}"
-
-
 def upload_raw(
     server: RunningServer, user: User, curl: str, tmp_path: Path, path: Path, name: str
 ) -> dict[str, Any]:
-    result = run_curl(
-        curl, tmp_path, "-H", bearer(user), "-T", str(path), server.url(f"/api/v1/files/raw/{name}")
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.status == 201, result.body[:2000]
-    file: dict[str, Any] = result.json()
+    url = server.url(f"/api/v1/files/raw/{name}")
+    file = curl_put_file(curl, tmp_path, user.token, path, url)
     assert file["visibility"] == "private"  # so only the link (or a token) can read it
     return file
 
