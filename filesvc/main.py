@@ -22,6 +22,7 @@ from filesvc.events.feed import FileFeed
 from filesvc.events.router import router as events_router
 from filesvc.files.router import router as files_router
 from filesvc.middleware import RequestContextMiddleware
+from filesvc.sharing.router import SHARED_SEGMENT
 from filesvc.sharing.router import router as sharing_router
 from filesvc.storage.errors import install_storage_error_handlers
 from filesvc.storage.factory import build_storage
@@ -138,5 +139,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(TransferMiddleware)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, secret_after=(SHARED_SEGMENT,))
     return app

@@ -17,10 +17,17 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 class RequestContextMiddleware:
     """Adds X-Request-ID (the client's if sane, else new) and X-Process-Time, and logs
     one access line per request: the path only, never the query string (it may hold a
-    token)."""
+    token).
 
-    def __init__(self, app: ASGIApp) -> None:
+    `secret_after` names path segments whose remainder is a credential (`shared`, for
+    share links): it is logged as `{token}`, whether or not the path matched a route, so a
+    mistyped link (`…/<token>/`, `…//shared/<token>`) cannot leak it either.
+    """
+
+    def __init__(self, app: ASGIApp, secret_after: tuple[str, ...] = ()) -> None:
         self.app = app
+        names = "|".join(map(re.escape, secret_after))
+        self._secret_re = re.compile(f"(?is)(/(?:{names})/+)[^/].*") if secret_after else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,25 +61,23 @@ class RequestContextMiddleware:
                 '%s "%s %s" %d %.1fms id=%s',
                 _client(scope),
                 scope["method"],
-                _loggable_path(scope),
+                self._redacted(_loggable_path(scope)),
                 status_code,
                 (time.perf_counter() - started) * 1000,
                 request_id,
             )
+
+    def _redacted(self, path: str) -> str:
+        return self._secret_re.sub(r"\1{token}", path) if self._secret_re else path
 
 
 def _loggable_path(scope: Scope) -> str:
     # The raw path is still percent-encoded, so a %0D%0A cannot start a forged log line.
     raw_path: bytes | None = scope.get("raw_path")
     if raw_path is not None:
-        path = raw_path.decode("latin-1").split("?", 1)[0]
-    else:
-        path = scope["path"].encode("unicode_escape").decode("ascii")
-    # A route whose last segment is a credential (a share link's token) keeps it out.
-    template: str | None = getattr(scope.get("route"), "path", None)
-    if template is not None and template.endswith("/{token}"):
-        path = path.rsplit("/", 1)[0] + "/{token}"
-    return path
+        return raw_path.decode("latin-1").split("?", 1)[0]
+    path: str = scope["path"]
+    return path.encode("unicode_escape").decode("ascii")
 
 
 def _client(scope: Scope) -> str:

@@ -70,6 +70,9 @@ async def test_share_tokens_never_reach_the_log(
     with caplog.at_level(logging.DEBUG):
         assert (await client.get(url)).status_code == 200
         assert (await client.get(url[:-2] + "xx")).status_code == 403
+        # Mistyped links match no route (or redirect); their tokens stay out all the same.
+        for mistyped in (url + "/", url + "/x", url.replace("/shared/", "//SHARED/")):
+            assert (await client.get(mistyped)).status_code in (307, 404)
         await client.get(f"{file['content_url']}?access_token={editor.token}")
     # The server's own loggers (the test client logs its URLs too).
     server = ("filesvc", "uvicorn", "fastapi", "starlette")
@@ -78,4 +81,5 @@ async def test_share_tokens_never_reach_the_log(
     assert '"GET /api/v1/shared/{token}" 403' in text
     assert token not in text
     assert token[:-2] not in text
+    assert token.split(".")[1] not in text
     assert editor.token not in text

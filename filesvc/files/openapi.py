@@ -18,19 +18,22 @@ _FIELDS: dict[str, Any] = {
     },
     "metadata": {"type": "string", "description": "A JSON object, as text.", "examples": ["{}"]},
 }
+# A dictionary of `algorithm=:base64:` members, as files/checksums.py reads it.
+_DIGEST_MEMBER = r"\s*[a-z0-9-]+\s*=\s*:[A-Za-z0-9+/=]*:\s*"
+_DIGEST_FIELD = f"^{_DIGEST_MEMBER}(,{_DIGEST_MEMBER})*$"
 _CHECKSUM_HEADERS: list[dict[str, Any]] = [
     {
         "name": "X-Checksum-SHA256",
         "in": "header",
         "required": False,
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
         "description": "Hex SHA-256 of the file; a mismatch is 400 checksum_mismatch.",
     },
     {
         "name": "Content-Digest",
         "in": "header",
         "required": False,
-        "schema": {"type": "string"},
+        "schema": {"type": "string", "pattern": _DIGEST_FIELD},
         "description": "RFC 9530, e.g. `sha-256=:<base64>:`.",
     },
 ]
@@ -48,7 +51,7 @@ _BINARY: dict[str, Any] = {
 def multipart_upload(*, many: bool) -> dict[str, Any]:
     file_schema: dict[str, Any] = dict(_BINARY)
     if many:
-        file_schema = {"type": "array", "items": file_schema}
+        file_schema = {"type": "array", "items": file_schema, "minItems": 1}
     return {
         "parameters": [] if many else _CHECKSUM_HEADERS,
         "requestBody": {

@@ -238,7 +238,7 @@ async def replace_file_content(
     return await _completed(transfer, FileRead.of(file))
 
 
-@router.get("", summary="List the files the caller may read")
+@router.get("", responses=error_responses(400), summary="List the files the caller may read")
 async def list_files(
     params: Annotated[FileListParams, Query()], user: CurrentUser, session: SessionDep
 ) -> FilePage:
@@ -257,7 +257,7 @@ async def read_file(file: ReadableFile) -> FileRead:
 
 @router.patch(
     "/{file_id}",
-    responses=error_responses(403, 404),
+    responses=error_responses(400, 403, 404),
     summary="Rename, change visibility or metadata (owner or admin)",
 )
 async def update_file(

@@ -23,8 +23,9 @@ from filesvc.transfers.dependencies import DownloadTracker
 from filesvc.users.models import User
 
 router = APIRouter(tags=["sharing"])
-# The access log prints this template, not the path: the token is a credential.
-SHARED_PATH = "/shared/{token}"
+# What follows this segment is a credential: the access log prints `{token}` instead.
+SHARED_SEGMENT = "shared"
+SHARED_PATH = f"/{SHARED_SEGMENT}/{{token}}"
 
 
 @router.post(

@@ -15,6 +15,8 @@ class LinkCreate(BaseModel):
         default=DEFAULT_EXPIRES_IN,
         strict=True,
         description=f"Seconds until the link stops working: 1 to {MAX_EXPIRES_IN} (7 days).",
+        # Documented, but checked in the route: out of range is a 400, as the contract says.
+        json_schema_extra={"minimum": 1, "maximum": MAX_EXPIRES_IN},
     )
 
 

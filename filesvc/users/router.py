@@ -16,7 +16,7 @@ async def read_current_user(user: CurrentUser) -> UserRead:
     return UserRead.model_validate(user)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(403, 409))
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(400, 403, 409))
 async def create_user(body: UserCreate, _: AdminUser, session: SessionDep) -> UserRead:
     user = await service.create_user(session, body.username, body.password, body.role)
     return UserRead.model_validate(user)
@@ -29,7 +29,7 @@ async def list_users(_: AdminUser, session: SessionDep) -> list[UserRead]:
 
 @router.patch(
     "/{user_id}",
-    responses=error_responses(403, 404, 409),
+    responses=error_responses(400, 403, 404, 409),
     summary="Change a user's role, password (voids their tokens) or disabled flag",
 )
 async def update_user(

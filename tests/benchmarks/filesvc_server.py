@@ -210,6 +210,15 @@ class FilesvcServer:
             raise BenchError(f"filesvc download: {result.http_code}, {result.size}/{expected} B")
         return result.speed_bps
 
+    def archive(self, file_id: str, src: Path) -> float:
+        """GET /archive of the one file: a zip built and CRC'd while it streams."""
+        result = curl_download(self._url(f"/archive?id={file_id}"), [self.auth_header])
+        # Stored, not deflated: the zip is the file plus headers of a few hundred bytes.
+        expected = src.stat().st_size
+        if result.http_code != 200 or not expected < result.size < expected + 4096:
+            raise BenchError(f"filesvc archive: {result.http_code}, {result.size} B")
+        return result.speed_bps
+
     def delete(self, file_id: str) -> None:
         """DELETE a file the benchmark no longer needs (a failure is only reported)."""
         headers = {"Authorization": f"Bearer {self.token}"}

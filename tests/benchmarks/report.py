@@ -21,11 +21,12 @@ from tests.benchmarks.runner import Bench
 from tests.benchmarks.transfers import filesystem_type
 
 RESULTS_PATH = REPO / "bench-results" / "latest.json"
-MEASUREMENTS = ("upload_multipart", "upload_raw", "download")
+MEASUREMENTS = ("upload_multipart", "upload_raw", "download", "archive")
 LABELS = {
     "upload_multipart": "upload multipart (curl -F)",
     "upload_raw": "upload raw (curl -T, PUT)",
     "download": "download (GET content)",
+    "archive": "archive zip (GET /archive)",
 }
 TARGET_RATIO = 0.5
 TARGET_RSS_MIB = 150.0

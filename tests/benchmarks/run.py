@@ -6,8 +6,9 @@
 Makes a random test file (temp dir on disk, not tmpfs), starts nginx (foreground child,
 generated config, worker_processes 1, installed with apt-get if missing) and a real
 `filesvc serve` (one worker, so the spawned pid is the server) on free loopback ports.
-Each run does a multipart upload (`curl -F`), a raw upload (`curl -T`) and a download
-against both; nginx's upload side is a sink that really writes the body to disk (checked
+Each run does a multipart upload (`curl -F`), a raw upload (`curl -T`), a download and a
+zip archive of the file (`GET /archive`, against nginx sending the same bytes) against
+both; nginx's upload side is a sink that really writes the body to disk (checked
 after every upload), its download uses sendfile. Before each upload the source file is
 read into the page cache and `sync` flushes the previous run's writes, the same for both
 servers; what each upload stored is dropped again (sink body file / DELETE), except one

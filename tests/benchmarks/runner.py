@@ -87,6 +87,18 @@ def run_downloads(bench: Bench, run: int) -> None:
         bench.record(server, "download", speed)
 
 
+def run_archives(bench: Bench, run: int) -> None:
+    """A zip of the file against nginx sending the same bytes: what building it costs."""
+    for server in server_order(bench, run):
+        settle_disk()
+        if server == "nginx":
+            speed = bench.nginx.download(bench.src)
+        else:
+            assert bench.filesvc is not None
+            speed = bench.filesvc.archive(bench.file_id, bench.src)
+        bench.record(server, "archive", speed)
+
+
 def run_all(bench: Bench, repeat: int) -> None:
     for run in range(repeat):
         log(f"run {run + 1}/{repeat}")
@@ -94,3 +106,4 @@ def run_all(bench: Bench, repeat: int) -> None:
         if run == 0:
             warm_downloads(bench)
         run_downloads(bench, run)
+        run_archives(bench, run)

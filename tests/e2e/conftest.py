@@ -28,15 +28,25 @@ from .server import (
 BIG_FILE_BYTES = 100 * MiB
 
 
+def required_binary(name: str, why: str) -> str:
+    """The binary's path; fails in CI without it (the CI image must have it), else skips."""
+    path = shutil.which(name)
+    if path is None:
+        reason = f"{why}, and {name} is not on PATH"
+        if os.environ.get("CI"):
+            pytest.fail(reason + f" (CI is set: install {name} in the CI image)")
+        pytest.skip(reason + f" (install {name} to run these tests)")
+    return path
+
+
 @pytest.fixture(scope="session")
 def curl() -> str:
-    path = shutil.which("curl")
-    if path is None:
-        reason = "the e2e suite drives uploads with the real curl binary, and it is not on PATH"
-        if os.environ.get("CI"):
-            pytest.fail(reason + " (CI is set: install curl in the CI image)")
-        pytest.skip(reason + " (install curl to run these tests)")
-    return path
+    return required_binary("curl", "the e2e suite drives uploads with the real curl binary")
+
+
+@pytest.fixture(scope="session")
+def unzip() -> str:
+    return required_binary("unzip", "the archive tests check zips with the real unzip binary")
 
 
 @pytest.fixture(scope="session")

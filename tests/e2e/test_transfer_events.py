@@ -20,7 +20,7 @@ from .server import (
     wait_for,
 )
 from .watch import Arrival, Watcher
-from .wire import connect, junk, request_head, run_curl
+from .wire import bearer, connect, junk, request_head, run_curl
 
 pytestmark = pytest.mark.e2e
 
@@ -61,7 +61,7 @@ def test_an_upload_reports_progress_before_it_answers(
         curl,
         tmp_path,
         "--limit-rate", CURL_RATE,
-        "-H", f"Authorization: Bearer {editor.token}",
+        "-H", bearer(editor.token),
         "-H", "X-Transfer-Id: e2e-upload",
         "-F", f"file=@{transfer_file.path}",
         server.url("/api/v1/files"),
@@ -103,7 +103,7 @@ def test_a_download_reports_sending_progress(
         curl,
         tmp_path,
         "--limit-rate", CURL_RATE,
-        "-H", f"Authorization: Bearer {editor.token}",
+        "-H", bearer(editor.token),
         server.url(created.json()["content_url"] + "?transfer_id=e2e-download"),
         output=Path(os.devnull),
     )  # fmt: skip
@@ -123,7 +123,7 @@ def test_a_rejected_upload_fails(
     result = run_curl(
         curl,
         tmp_path,
-        "-H", f"Authorization: Bearer {limited_editor.token}",
+        "-H", bearer(limited_editor.token),
         "-H", "X-Transfer-Id: e2e-too-large",
         "-T", str(big.path),
         limited_server.url("/api/v1/files/raw/big.bin"),
@@ -142,7 +142,7 @@ def test_a_checksum_mismatch_fails(
     result = run_curl(
         curl,
         tmp_path,
-        "-H", f"Authorization: Bearer {editor.token}",
+        "-H", bearer(editor.token),
         "-H", "X-Transfer-Id: e2e-checksum",
         "-H", "X-Checksum-SHA256: " + "0" * 64,
         "-T", str(small.path),

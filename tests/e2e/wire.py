@@ -98,6 +98,22 @@ def run_curl(
     )
 
 
+def bearer(token: str) -> str:
+    """A curl `-H` argument."""
+    return f"Authorization: Bearer {token}"
+
+
+def curl_put_file(
+    curl: str, workdir: Path, token: str, path: Path, url: str, *args: str
+) -> dict[str, Any]:
+    """`curl -T path url` with the token; the created file's JSON (asserting a 201)."""
+    result = run_curl(curl, workdir, "-H", bearer(token), *args, "-T", str(path), url)
+    assert result.returncode == 0, result.stderr
+    assert result.status == 201, result.body[:2000]
+    file: dict[str, Any] = result.json()
+    return file
+
+
 # --- raw HTTP over a socket ------------------------------------------------------------
 
 
