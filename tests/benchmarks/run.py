@@ -1,7 +1,7 @@
 """Throughput and memory benchmark of filesvc against an nginx reference (`make bench`).
 
     .venv/bin/python -m tests.benchmarks.run [--size-mib 1024] [--repeat 3] [--nginx-only]
-                                             [--subscribers 1000]
+                                             [--tracking-repeat 5] [--subscribers 1000]
 
 Makes a random test file (temp dir on disk, not tmpfs), starts nginx (foreground child,
 generated config, worker_processes 1, installed with apt-get if missing) and a real
