@@ -192,6 +192,10 @@ def test_a_websocket_watches_the_same_events(
 
     ws_url = server.url("/api/v1/transfers/e2e-ws/ws").replace("http://", "ws://")
     other = create_user(server, "editor")
+    with pytest.raises(InvalidStatus) as anonymous:  # noqa: SIM117
+        with ws_connect(ws_url, open_timeout=10):
+            pass
+    assert anonymous.value.response.status_code == 401
     messages: list[dict[str, object]] = []
     with ws_connect(f"{ws_url}?access_token={editor.token}", open_timeout=10) as socket:
         # Watched by the editor now (an unknown id is reserved for its first watcher).

@@ -79,6 +79,11 @@ def test_an_upload_through_one_is_watched_through_the_other(
     [created] = files.join()
     assert created.event == "file.created"
     assert created.data == response.json()
+    # Who owns the transfer is known on the other instance too: anyone else gets 404.
+    other = create_user(two, "editor")
+    with two.client(other.token) as client:
+        refused = client.get(f"/api/v1/transfers/{transfer_id}/events")
+    assert refused.status_code == 404
     # The other instance serves the file too: one database, one blob directory.
     with two.client(editor.token) as client:
         assert client.get(f"/api/v1/files/{created.data['id']}").json() == response.json()
