@@ -189,7 +189,8 @@ def fanout_lines(report: dict[str, Any]) -> list[str]:
         f"{fanout['events_per_subscriber']:.0f} events each ({fanout['deliveries']} deliveries)",
         f"  delivery latency median {fanout['latency_median_ms']} ms, "
         f"p99 {fanout['latency_p99_ms']} ms (target < {fanout['target_p99_ms_max']:.0f}), "
-        f"max {fanout['latency_max_ms']} ms",
+        f"max {fanout['latency_max_ms']} ms (load average at the end "
+        f"{fanout['loadavg_at_end']})",
         f"  server RSS with the subscribers connected {fanout['rss_with_subscribers_mib']} MiB, "
         f"peak {fanout['peak_rss_mib']} MiB (target < {fanout['target_rss_mib_max']:.0f})  "
         f"{verdict(fanout['pass'])}",
