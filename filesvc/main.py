@@ -19,6 +19,7 @@ from filesvc.deps import AppContext
 from filesvc.errors import install_error_handlers
 from filesvc.files.router import router as files_router
 from filesvc.middleware import RequestContextMiddleware
+from filesvc.storage.base import Storage, StorageError
 from filesvc.storage.errors import install_storage_error_handlers
 from filesvc.storage.factory import build_storage
 from filesvc.users.router import router as users_router
@@ -33,6 +34,16 @@ def _secret_key(settings: Settings) -> str:
     return load_or_create_secret_key(settings.data_dir)
 
 
+async def _check_storage(storage: Storage) -> None:
+    """A missing bucket or bad credentials stop the start with a message, rather than
+    failing the first upload with a 503."""
+    try:
+        await storage.check()
+    except StorageError as exc:
+        logger.error("storage (%s) is not usable: %s", storage.name, exc)
+        raise RuntimeError(f"filesvc cannot start: storage is not usable: {exc}") from None
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -41,6 +52,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     db = Database(settings.resolved_database_url)
     storage = build_storage(settings)
     try:
+        await _check_storage(storage)
         admin_password = settings.admin_password
         await ensure_admin(db, admin_password.get_secret_value() if admin_password else None)
         app.state.context = AppContext(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -252,6 +253,31 @@ async def viewer(client: httpx.AsyncClient, admin: Account) -> Account:
     return await make_account(client, admin, "viewer", "viewer")
 
 
+def storage_root(settings: Settings) -> Path:
+    """Where blob_files() paths start: the storage directory, or s3:/bucket."""
+    if settings.storage == "s3":
+        assert settings.s3_bucket is not None
+        return Path("s3:/", settings.s3_bucket)
+    return settings.resolved_storage_dir
+
+
+def break_storage(settings: Settings) -> None:
+    """Make the running app's storage fail its checks: the local root becomes a file; the
+    S3 bucket is removed."""
+    if settings.storage == "s3":
+        assert settings.s3_bucket is not None
+        assert settings.s3_endpoint_url is not None
+        client = s3_client(settings.s3_endpoint_url)
+        for key in stored_keys(client, settings.s3_bucket):
+            client.delete_object(Bucket=settings.s3_bucket, Key=key)
+        client.delete_bucket(Bucket=settings.s3_bucket)
+        return
+    root = settings.resolved_storage_dir
+    shutil.rmtree(root, ignore_errors=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    root.write_text("not a directory")
+
+
 def blob_files(settings: Settings) -> list[Path]:
     """Everything stored, unfinished writes included: on local disk every file under the
     storage root (temp files in .tmp/); on S3 every object of the bucket as s3:/bucket/key,
@@ -260,7 +286,7 @@ def blob_files(settings: Settings) -> list[Path]:
         assert settings.s3_bucket is not None
         assert settings.s3_endpoint_url is not None
         client = s3_client(settings.s3_endpoint_url)
-        bucket = Path("s3:/", settings.s3_bucket)
+        bucket = storage_root(settings)
         objects = [bucket / key for key in stored_keys(client, settings.s3_bucket)]
         pending = [bucket / ".tmp" / name for name in pending_uploads(client, settings.s3_bucket)]
         return sorted(objects + pending)
