@@ -36,15 +36,14 @@ async def memory_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Asyn
 
 def s3_storage(seaweedfs: SeaweedFS, bucket: str, **options: object) -> S3Storage:
     """An S3 backend on the test SeaweedFS, built as the app builds it."""
-    s3_options = S3Options(
-        bucket=bucket,
-        endpoint_url=seaweedfs.endpoint_url,
-        region=REGION,
-        part_size=5 * MiB,
-        max_pool_connections=8,
-        max_attempts=2,
-        **options,  # type: ignore[arg-type]
-    )
+    defaults: dict[str, object] = {
+        "endpoint_url": seaweedfs.endpoint_url,
+        "region": REGION,
+        "part_size": 5 * MiB,
+        "max_pool_connections": 8,
+        "max_attempts": 2,
+    }
+    s3_options = S3Options(bucket=bucket, **(defaults | options))  # type: ignore[arg-type]
     return S3Storage(S3Calls(build_client(s3_options), s3_options))
 
 
