@@ -41,6 +41,20 @@ async def test_full_download_headers(
     )
 
 
+async def test_redirect_is_307_on_s3_and_the_bytes_elsewhere(
+    client: httpx.AsyncClient, editor: Account, stored: dict[str, Any], settings: Settings
+) -> None:
+    response = await client.get(
+        stored["content_url"], params={"redirect": "true"}, headers=editor.headers
+    )
+    if settings.storage == "s3":
+        assert response.status_code == 307
+        assert "X-Amz-Signature=" in response.headers["location"]
+    else:  # nothing to presign: served as usual
+        assert response.status_code == 200
+        assert response.content == DATA
+
+
 async def test_head_sends_headers_only(
     client: httpx.AsyncClient, editor: Account, stored: dict[str, Any]
 ) -> None:
