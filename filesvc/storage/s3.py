@@ -51,7 +51,7 @@ MAX_PART_SIZE = 5 * 1024 * MiB
 # thousand parts, 16 GB more in the next, far below 10,000 parts for any allowed upload,
 # while small and medium uploads keep small parts (and small buffers).
 PARTS_PER_SIZE_STEP = 1000
-ABORT_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0, 60.0, 60.0, 60.0, 60.0)
+ABORT_RETRY_DELAYS = (1.0, 2.0, 3.0, 5.0, 5.0, 10.0, 10.0, 15.0, 15.0, 30.0, 30.0) + (60.0,) * 5
 _CONTENT_RANGE_RE = re.compile(r"^bytes (\d+)-(\d+)/(\d+)$")
 
 
