@@ -168,6 +168,11 @@ class SeaweedFS:
         self.stop()
         raise RuntimeError(f"SeaweedFS did not answer within {START_DEADLINE:.0f}s:\n{self.tail()}")
 
+    def version(self) -> str:
+        out = subprocess.run([self.binary, "version"], capture_output=True, text=True, check=False)
+        words = out.stdout.split()
+        return words[2] if len(words) > 2 else "?"  # "version 8000GB 4.48 …"
+
     def tail(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:]
 

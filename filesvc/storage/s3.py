@@ -1,11 +1,12 @@
 """S3 backend (AWS S3, SeaweedFS, MinIO, …): streamed both ways through one shared client.
 
-Writes buffer up to one part. An object that never fills a part is sent as a single
-PutObject on commit; a larger one becomes a multipart upload whose parts go out while
-the next part is still arriving, at most PARTS_IN_FLIGHT at a time, so memory stays at a
-few parts whatever the size. Both finish with `If-None-Match: *`, which makes commit
-create-only on the store itself. Anything not committed is aborted, and an abort the
-store cannot take right now (it is down) is retried in the background.
+Writes buffer up to one part (the caller's chunks, joined once per part). An object that
+never fills a part is sent as a single PutObject on commit; a larger one becomes a
+multipart upload whose parts go out while the next part is still arriving, at most
+PARTS_IN_FLIGHT at a time, so memory stays at a few parts whatever the size. Both finish
+with `If-None-Match: *`, which makes commit create-only on the store itself. Anything not
+committed is aborted, and an abort the store cannot take right now (it is down) is
+retried in the background.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class S3BlobWriter:
         self._storage = storage
         self._s3 = storage.calls
         self._bucket = storage.bucket
-        self._buffer = bytearray()
+        self._chunks: list[bytes] = []
+        self._buffered = 0
         self._closed = False
         # Each of these runs to its end even if its awaiter is cancelled (a boto3 call in a
         # thread cannot be stopped), so abort() waits for them and undoes what they did.
@@ -83,12 +85,19 @@ class S3BlobWriter:
     async def write(self, data: bytes) -> None:
         if self._closed:
             raise StorageError("writer is closed")
-        self._buffer += data
-        while len(self._buffer) >= self._part_size():
-            size = self._part_size()
-            part = bytes(self._buffer[:size])
-            del self._buffer[:size]
-            await self._send_part(part)
+        # Kept by reference and joined once per part: an object below one part (most of
+        # them) is never copied here at all, which matters with many uploads at once.
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered >= self._part_size():
+            # Parts need not be equal, only at least the minimum: no splitting, no copy.
+            await self._send_part(self._take_buffer())
+
+    def _take_buffer(self) -> bytes:
+        body = b"".join(self._chunks)
+        self._chunks.clear()
+        self._buffered = 0
+        return body
 
     async def _send_part(self, body: bytes) -> None:
         if self._next_part > MAX_PARTS:
@@ -146,7 +155,7 @@ class S3BlobWriter:
         return meta
 
     async def _commit(self) -> ObjectMeta:
-        body, self._buffer = bytes(self._buffer), bytearray()
+        body = self._take_buffer()
         if self._upload is None:
             try:
                 await self._s3.run(
@@ -185,7 +194,7 @@ class S3BlobWriter:
         if self._committed:
             return
         self._closed = True
-        self._buffer = bytearray()
+        self._chunks.clear()
         committing, self._committing = self._committing, None
         if committing is not None:
             try:

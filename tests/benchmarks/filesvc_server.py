@@ -37,8 +37,11 @@ def parse_json_object(text: str, what: str) -> dict[str, Any]:
 class FilesvcServer:
     """`filesvc migrate` then `filesvc serve` (single worker) on a free loopback port."""
 
-    def __init__(self, filesvc_bin: Path, root: Path) -> None:
+    def __init__(
+        self, filesvc_bin: Path, root: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         self.bin = filesvc_bin
+        self.extra_env = extra_env or {}
         self.root = root
         self.data_dir = root / "data"
         self.port = free_port()
@@ -57,7 +60,7 @@ class FilesvcServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FILESVC_")}
         env["FILESVC_DATA_DIR"] = str(self.data_dir)
         env["FILESVC_ADMIN_PASSWORD"] = self.password
-        return env
+        return env | self.extra_env
 
     @property
     def pid(self) -> int:
