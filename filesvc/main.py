@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from filesvc import health
+from filesvc.allocator import return_big_buffers_to_the_os
 from filesvc.auth.router import router as auth_router
 from filesvc.auth.security import load_or_create_secret_key
 from filesvc.config import Settings
@@ -49,6 +50,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     mimetypes.init()  # reads the system's type tables now, not on the first upload
+    return_big_buffers_to_the_os()
     db = Database(settings.resolved_database_url)
     storage = build_storage(settings)
     try:

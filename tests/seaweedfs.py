@@ -88,6 +88,8 @@ class SeaweedFS:
     root: Path
     ports: dict[str, int] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    # Small volumes keep the tests' disk use small; the benchmark asks for larger ones.
+    volume_size_limit_mb: int = 64
     # Emptied buckets to hand out again: SeaweedFS takes half a second to make one.
     _spare_buckets: list[str] = field(default_factory=list)
 
@@ -137,7 +139,7 @@ class SeaweedFS:
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             "-master.telemetry=false",
-            "-master.volumeSizeLimitMB=64",
+            f"-master.volumeSizeLimitMB={self.volume_size_limit_mb}",
             "-volume.max=0",
             "-volume.preStopSeconds=0",
             *(f"-{name}={port}" for name, port in self.ports.items()),

