@@ -89,9 +89,23 @@ class S3BlobWriter:
         # them) is never copied here at all, which matters with many uploads at once.
         self._chunks.append(data)
         self._buffered += len(data)
-        if self._buffered >= self._part_size():
-            # Parts need not be equal, only at least the minimum: no splitting, no copy.
-            await self._send_part(self._take_buffer())
+        size = self._part_size()
+        if self._buffered < size:
+            return
+        body = self._take_buffer()
+        if len(body) < 2 * size:
+            # Parts need not be equal, only at least the minimum: sent whole, not copied.
+            await self._send_part(body)
+            return
+        # One write of several parts' worth: cut it, so no part (and no buffer) is huge.
+        start = 0
+        while len(body) - start >= size:
+            await self._send_part(body[start : start + size])
+            start += size
+            size = self._part_size()
+        if start < len(body):
+            self._chunks.append(body[start:])
+            self._buffered = len(body) - start
 
     def _take_buffer(self) -> bytes:
         body = b"".join(self._chunks)

@@ -99,6 +99,16 @@ async def test_put_or_multipart_by_size(
     assert remains(seaweedfs, s3_bucket) == (["blob"], [])
 
 
+async def test_one_big_write_is_cut_into_parts(storage: S3Storage) -> None:
+    data = os.urandom(3 * PART + 5)
+    calls = Calls(storage)
+
+    await write_all(storage, "cut", data, chunk=len(data))
+
+    assert calls.count("UploadPart") == 4  # three full parts and the 5 bytes left
+    assert await read_all(storage, "cut") == data
+
+
 async def test_parts_in_flight_are_bounded_and_overlap_receiving(storage: S3Storage) -> None:
     in_flight, peak = 0, 0
     lock = threading.Lock()
