@@ -64,6 +64,7 @@ def free_ports(count: int) -> list[int]:
             s.close()
 
 
+@functools.cache  # building a client costs ~70 ms; they are thread-safe and reusable
 def s3_client(endpoint_url: str, max_attempts: int = 1) -> S3Client:
     client: S3Client = boto3.session.Session().client(
         "s3",

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from urllib3.exceptions import HTTPError as Urllib3Error
@@ -68,9 +70,19 @@ def botocore_config(options: S3Options) -> Config:
     )
 
 
+@functools.cache
+def _data_loader() -> botocore.loaders.Loader:
+    # Parsing botocore's JSON models is most of the cost of a client (~50 ms); keep them
+    # for the process, so building an app (tests build hundreds) stays cheap.
+    return botocore.loaders.create_loader()
+
+
 def build_client(options: S3Options) -> S3Client:
-    # Credentials the standard way: environment, shared files, instance roles.
-    session = boto3.session.Session()
+    # A fresh session each time: credentials are resolved the standard way (environment,
+    # shared files, instance roles) when the client is built, never cached across apps.
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _data_loader())
+    session = boto3.session.Session(botocore_session=core)
     client: S3Client = session.client(
         "s3", endpoint_url=options.endpoint_url, config=botocore_config(options)
     )
