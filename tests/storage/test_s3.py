@@ -16,7 +16,8 @@ import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from filesvc.storage.base import ObjectAlreadyExists, ObjectNotFound, StorageError
-from filesvc.storage.s3 import MAX_PARTS, PARTS_IN_FLIGHT, S3Storage, part_size_for
+from filesvc.storage.s3 import S3Storage
+from filesvc.storage.s3_upload import MAX_PARTS, PARTS_IN_FLIGHT, part_size_for
 from tests.seaweedfs import SeaweedFS, pending_uploads, stored_keys
 from tests.storage.conftest import s3_storage
 
