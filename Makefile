@@ -21,7 +21,7 @@ run: install
 migrate: install
 	$(BIN)/filesvc migrate
 
-## Unit, API (SQLite and PostgreSQL) and end-to-end tests.
+## Unit, API (SQLite + local disk, PostgreSQL + S3 on a SeaweedFS the tests start) and end-to-end tests.
 test: install
 	$(BIN)/python -m pytest
 
@@ -34,8 +34,9 @@ typecheck: install
 
 check: lint typecheck test
 
-## Throughput and memory against nginx (installs nginx with apt if it is missing), tracked
-## against untracked transfers, and the SSE fan-out (1,000 subscribers on one worker).
+## Throughput and memory against nginx (installs nginx with apt if it is missing), on S3
+## (SeaweedFS) against boto3 direct, tracked against untracked transfers, and the SSE
+## fan-out (1,000 subscribers on one worker); BENCH_ARGS="--skip-s3" or "--s3-only".
 bench: install
 	$(BIN)/python -m tests.benchmarks.run $(BENCH_ARGS)
 

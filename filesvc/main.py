@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from filesvc import health
+from filesvc.allocator import return_big_buffers_to_the_os
 from filesvc.archive.router import router as archive_router
 from filesvc.auth.router import router as auth_router
 from filesvc.auth.security import load_or_create_secret_key
@@ -24,6 +25,7 @@ from filesvc.files.router import router as files_router
 from filesvc.middleware import RequestContextMiddleware
 from filesvc.sharing.router import SHARED_SEGMENT
 from filesvc.sharing.router import router as sharing_router
+from filesvc.storage.base import Storage, StorageError
 from filesvc.storage.errors import install_storage_error_handlers
 from filesvc.storage.factory import build_storage
 from filesvc.transfers.asgi import TransferMiddleware
@@ -72,15 +74,27 @@ def _secret_key(settings: Settings) -> str:
     return load_or_create_secret_key(settings.data_dir)
 
 
+async def _check_storage(storage: Storage) -> None:
+    """A missing bucket or bad credentials stop the start with a message, rather than
+    failing the first upload with a 503."""
+    try:
+        await storage.check()
+    except StorageError as exc:
+        logger.error("storage (%s) is not usable: %s", storage.name, exc)
+        raise RuntimeError(f"filesvc cannot start: storage is not usable: {exc}") from None
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     mimetypes.init()  # reads the system's type tables now, not on the first upload
+    return_big_buffers_to_the_os()
     db = Database(settings.resolved_database_url)
     storage = build_storage(settings)
     broker = None
     try:
+        await _check_storage(storage)
         admin_password = settings.admin_password
         await ensure_admin(db, admin_password.get_secret_value() if admin_password else None)
         broker = await build_broker(settings.redis_url)

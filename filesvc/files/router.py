@@ -299,6 +299,9 @@ async def download_file(
     _transfer: DownloadTracker,
     storage: StorageDep,
     disposition: Literal["attachment", "inline"] = "attachment",
+    redirect: Annotated[
+        bool, Query(description="S3 backend: 307 to a short-lived presigned URL of the store")
+    ] = False,
 ) -> Response:
     # SessionDep is function-scoped: its connection is back in the pool before the bytes flow.
-    return await file_response(storage, file, request.headers, disposition)
+    return await file_response(storage, file, request.headers, disposition, redirect=redirect)

@@ -27,6 +27,7 @@ __all__ = [
     "ObjectAlreadyExists",
     "ObjectMeta",
     "ObjectNotFound",
+    "PresignedGet",
     "Put",
     "Storage",
     "StorageError",
@@ -147,6 +148,13 @@ class LocalPaths(Protocol):
     """Backends whose objects are plain files, so downloads can use FileResponse."""
 
     def local_path(self, key: str) -> Path: ...
+
+
+@runtime_checkable
+class PresignedGet(Protocol):
+    """Backends that can hand clients a short-lived URL to fetch an object themselves."""
+
+    async def presigned_get_url(self, key: str, *, content_type: str, disposition: str) -> str: ...
 
 
 class Storage(Put, Get, Head, Delete, List, Protocol):

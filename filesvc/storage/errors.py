@@ -11,6 +11,8 @@ from filesvc.errors import error_response
 from filesvc.storage.base import ObjectNotFound, StorageError
 
 logger = logging.getLogger(__name__)
+# A store that is down is usually back within seconds (a restart, a failover).
+RETRY_AFTER_SECONDS = 5
 
 
 async def _storage_error(_: Request, exc: Exception) -> JSONResponse:
@@ -19,7 +21,12 @@ async def _storage_error(_: Request, exc: Exception) -> JSONResponse:
         logger.error("blob missing for a committed file: %s", exc)
         return error_response(500, "blob_missing", "The file's bytes are missing from storage.")
     logger.error("storage error: %s", exc)
-    return error_response(503, "storage_unavailable", "Storage is unavailable; try again later.")
+    return error_response(
+        503,
+        "storage_unavailable",
+        "Storage is unavailable; try again later.",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
 
 
 def install_storage_error_handlers(app: FastAPI) -> None:

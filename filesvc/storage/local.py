@@ -1,16 +1,24 @@
-"""Local-disk backend: temp file in the same file system, fsync, then link into place."""
+"""Local-disk backend: temp file in the same file system, fsync, then link into place.
+
+File I/O goes through aiofiles in 1 MiB blocks (the upload pipeline's batches, READ_CHUNK
+for reads), so each hop to its thread moves enough bytes to cost nothing.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import io
+import contextlib
 import os
-import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, TypeVar
+
+import aiofiles
+import aiofiles.os
+from aiofiles.threadpool.binary import AsyncFileIO
 
 from filesvc.storage.base import (
     ByteRange,
@@ -22,6 +30,7 @@ from filesvc.storage.base import (
     validate_key,
 )
 
+T = TypeVar("T")
 TMP_DIR_NAME = ".tmp"
 READ_CHUNK = 1024 * 1024
 
@@ -55,11 +64,8 @@ def _make_dirs(path: Path) -> None:
     _fsync_dir(path.parent)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_CLOEXEC, 0o600)
 
 
 def _meta(key: str, st: os.stat_result) -> ObjectMeta:
@@ -68,96 +74,125 @@ def _meta(key: str, st: os.stat_result) -> ObjectMeta:
     )
 
 
+async def _in_thread(func: Callable[..., T], *args: object) -> T:
+    """A blocking call aiofiles has no wrapper for (fsync, mkdir -p), in aiofiles' executor."""
+    result: T = await aiofiles.os.wrap(func)(*args)
+    return result
+
+
+async def _write_all(file: AsyncFileIO, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = await file.write(view)
+        view = view[written:]
+
+
+async def _unlink_if_present(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        await aiofiles.os.unlink(path)
+
+
 class LocalBlobWriter:
-    def __init__(self, storage: LocalStorage, key: str, fd: int, tmp_path: Path) -> None:
+    def __init__(self, storage: LocalStorage, key: str, file: AsyncFileIO, tmp_path: Path) -> None:
         self.key = key
         self._storage = storage
         self._tmp_path = tmp_path
-        # A cancelled await does not stop its worker thread. The lock makes abort() wait for
-        # a write or commit still running, so the fd is never closed under it (and its
-        # number reused by another open) and a half-done commit can be undone.
-        self._lock = threading.Lock()
-        self._fd: int | None = fd
+        self._file: AsyncFileIO | None = file
+        # A cancelled await does not stop its worker thread. Each write or commit runs as a
+        # task that abort() waits for, so the file is never closed under a write still in
+        # its thread (and its fd number reused by another open) and a half-done commit can
+        # be undone.
+        self._busy: asyncio.Future[Any] | None = None
         self._linked: Path | None = None  # visible, but commit() has not returned yet
 
-    async def write(self, data: bytes) -> None:
-        with _os_errors(self.key):
-            await asyncio.to_thread(self._write_sync, data)
+    async def _run(self, work: Coroutine[Any, Any, T]) -> T:
+        if self._busy is not None and not self._busy.done():
+            with contextlib.suppress(BaseException):  # a cancelled earlier call's work
+                await asyncio.shield(self._busy)
+        task = asyncio.ensure_future(work)
+        self._busy = task
+        return await asyncio.shield(task)
 
-    def _write_sync(self, data: bytes) -> None:
-        with self._lock:
-            if self._fd is None:
-                raise StorageError("writer is closed")
-            _write_all(self._fd, data)
+    async def write(self, data: bytes) -> None:
+        if self._file is None:
+            raise StorageError("writer is closed")
+        with _os_errors(self.key):
+            await self._run(_write_all(self._file, data))
 
     async def commit(self) -> ObjectMeta:
+        if self._file is None:
+            raise StorageError("writer is closed")
         try:
             with _os_errors(self.key):
-                meta = await asyncio.to_thread(self._commit_sync)
+                meta = await self._run(self._commit())
         except BaseException:
             await self.abort()
             raise
         self._linked = None
         return meta
 
-    def _commit_sync(self) -> ObjectMeta:
-        with self._lock:
-            fd, self._fd = self._fd, None
-            if fd is None:
-                raise StorageError("writer is closed")
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            final = self._storage.local_path(self.key)
-            _make_dirs(final.parent)
-            try:
-                # link() rather than rename(): create-only, it never replaces an object.
-                os.link(self._tmp_path, final)
-            except FileExistsError:
-                raise ObjectAlreadyExists(self.key) from None
-            self._linked = final
-            self._tmp_path.unlink()
-            _fsync_dir(final.parent)
-            return _meta(self.key, final.stat())
+    async def _commit(self) -> ObjectMeta:
+        file, self._file = self._file, None
+        if file is None:
+            raise StorageError("writer is closed")
+        try:
+            await _in_thread(os.fsync, file.fileno())
+        finally:
+            await file.close()
+        final = self._storage.local_path(self.key)
+        await _in_thread(_make_dirs, final.parent)
+        try:
+            # link() rather than rename(): create-only, it never replaces an object.
+            await aiofiles.os.link(self._tmp_path, final)
+        except FileExistsError:
+            raise ObjectAlreadyExists(self.key) from None
+        self._linked = final
+        await aiofiles.os.unlink(self._tmp_path)
+        await _in_thread(_fsync_dir, final.parent)
+        return _meta(self.key, await aiofiles.os.stat(final))
 
     async def abort(self) -> None:
         # Shielded: a cancelled request must still remove its temp file.
         with _os_errors(self.key):
-            await asyncio.shield(asyncio.to_thread(self._abort_sync))
+            await asyncio.shield(self._abort())
 
-    def _abort_sync(self) -> None:
-        with self._lock:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
-            if self._linked is not None:
-                # commit() was cancelled after the link: its caller saw a failure.
-                self._linked.unlink(missing_ok=True)
-                self._linked = None
-            self._tmp_path.unlink(missing_ok=True)
+    async def _abort(self) -> None:
+        busy, self._busy = self._busy, None
+        if busy is not None:
+            with contextlib.suppress(BaseException):  # its error is the one being reported
+                await busy
+        file, self._file = self._file, None
+        if file is not None:
+            await file.close()
+        linked, self._linked = self._linked, None
+        if linked is not None:
+            # commit() was cancelled after the link: its caller saw a failure.
+            await _unlink_if_present(linked)
+        await _unlink_if_present(self._tmp_path)
 
 
 class _FileChunks:
-    """Reads [start, end) of an open file; unlike an async generator's finally block,
-    aclose() releases the file even when iteration never started."""
+    """Reads [start, end) of an open file in READ_CHUNK blocks; unlike an async generator's
+    finally block, aclose() releases the file even when iteration never started."""
 
-    def __init__(self, key: str, file: io.FileIO, start: int, end: int) -> None:
+    def __init__(self, key: str, file: AsyncFileIO, start: int, end: int) -> None:
         self._key = key
-        self._file = file
+        self._file: AsyncFileIO | None = file
         self._position = start
         self._end = end
+        self._reading: asyncio.Future[bytes] | None = None
 
     def __aiter__(self) -> _FileChunks:
         return self
 
     async def __anext__(self) -> bytes:
-        if self._position >= self._end:
+        if self._position >= self._end or self._file is None:
             await self.aclose()
             raise StopAsyncIteration
         size = min(READ_CHUNK, self._end - self._position)
         with _os_errors(self._key):
-            chunk = await asyncio.to_thread(os.pread, self._file.fileno(), size, self._position)
+            self._reading = asyncio.ensure_future(self._file.read(size))
+            chunk = await asyncio.shield(self._reading)
         if not chunk:
             raise StorageError(f"object {self._key!r} is shorter than expected")
         self._position += len(chunk)
@@ -165,7 +200,14 @@ class _FileChunks:
 
     async def aclose(self) -> None:
         self._position = self._end
-        self._file.close()
+        file, self._file = self._file, None
+        if file is None:
+            return
+        if self._reading is not None:
+            # Never close the file under a read still running in its thread.
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(self._reading)
+        await file.close()
 
 
 class LocalStorage:
@@ -186,47 +228,46 @@ class LocalStorage:
     async def open_writer(self, key: str) -> LocalBlobWriter:
         validate_key(key)
         tmp_path = self.tmp_dir / f"{uuid.uuid4().hex}.part"
-
-        def _open() -> int:
-            self.tmp_dir.mkdir(parents=True, exist_ok=True)
-            return os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-
         with _os_errors(key):
-            fd = await asyncio.to_thread(_open)
-        return LocalBlobWriter(self, key, fd, tmp_path)
+            await aiofiles.os.makedirs(self.tmp_dir, exist_ok=True)
+            # "xb": created here or an error, never an existing file; 0600 via the opener.
+            file = await aiofiles.open(tmp_path, "xb", buffering=0, opener=_private)
+        return LocalBlobWriter(self, key, file, tmp_path)
 
     async def head(self, key: str) -> ObjectMeta:
         path = self.local_path(key)
         with _os_errors(key):
             try:
-                st = await asyncio.to_thread(path.stat)
+                st = await aiofiles.os.stat(path)
             except FileNotFoundError:
                 raise ObjectNotFound(key) from None
         return _meta(key, st)
 
     async def get(self, key: str, byte_range: ByteRange | None = None) -> GetResult:
         path = self.local_path(key)
-
-        def _open() -> tuple[io.FileIO, os.stat_result]:
-            file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by _FileChunks
-            return file, os.fstat(file.fileno())
-
         with _os_errors(key):
             try:
-                file, st = await asyncio.to_thread(_open)
+                file = await aiofiles.open(path, "rb", buffering=0)
             except FileNotFoundError:
                 raise ObjectNotFound(key) from None
-        meta = _meta(key, st)
-        if byte_range is None:
-            byte_range = ByteRange(0, meta.size)
-        clamped = ByteRange(min(byte_range.start, meta.size), min(byte_range.end, meta.size))
+            try:
+                meta = _meta(key, await _in_thread(os.fstat, file.fileno()))
+                if byte_range is None:
+                    byte_range = ByteRange(0, meta.size)
+                clamped = ByteRange(
+                    min(byte_range.start, meta.size), min(byte_range.end, meta.size)
+                )
+                await file.seek(clamped.start)
+            except BaseException:
+                await file.close()
+                raise
         chunks = _FileChunks(key, file, clamped.start, clamped.end)
         return GetResult(meta=meta, range=clamped, chunks=chunks)
 
     async def delete(self, key: str) -> None:
         path = self.local_path(key)
         with _os_errors(key):
-            await asyncio.to_thread(path.unlink, missing_ok=True)
+            await _unlink_if_present(path)
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectMeta]:
         def _subdirs(path: str, name_prefix: str) -> list[str]:
@@ -258,7 +299,7 @@ class LocalStorage:
             return sorted(found, key=lambda m: m.key)
 
         with _os_errors(prefix):
-            found = await asyncio.to_thread(_scan)
+            found = await _in_thread(_scan)
         for meta in found:
             yield meta
 
@@ -270,7 +311,7 @@ class LocalStorage:
             probe.unlink()
 
         try:
-            await asyncio.to_thread(_probe)
+            await _in_thread(_probe)
         except OSError as exc:
             raise StorageError(
                 f"local storage at {self.root} is not writable: {exc.strerror}"

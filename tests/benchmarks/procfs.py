@@ -24,6 +24,14 @@ def status_kib(pid: int, field: str) -> int:
     return int(proc_status(pid)[field].split()[0])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of `pid` so far, from /proc/<pid>/stat."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+    utime, stime = int(fields[11]), int(fields[12])
+    return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
 def reset_peak_rss(pid: int) -> None:
     """Reset VmHWM of `pid` to its current VmRSS (`5` to clear_refs, Linux 4.0 and later)."""
     try:

@@ -1,7 +1,9 @@
-"""Throughput and memory benchmark of filesvc against an nginx reference (`make bench`).
+"""Throughput and memory benchmark of filesvc against an nginx reference (`make bench`),
+then of filesvc on S3 (SeaweedFS) against boto3 direct (see tests/benchmarks/s3.py).
 
     .venv/bin/python -m tests.benchmarks.run [--size-mib 1024] [--repeat 3] [--nginx-only]
                                              [--tracking-repeat 5] [--subscribers 1000]
+        [--skip-s3 | --s3-only]
 
 Makes a random test file (temp dir on disk, not tmpfs), starts nginx (foreground child,
 generated config, worker_processes 1, installed with apt-get if missing) and a real
@@ -47,6 +49,7 @@ from tests.benchmarks.nginx import NginxReference, ensure_nginx
 from tests.benchmarks.procfs import RssSampler
 from tests.benchmarks.report import build_report, memory_report, render_table, write_json
 from tests.benchmarks.runner import Bench, run_all
+from tests.benchmarks.s3 import render_s3_table, run_s3_bench
 from tests.benchmarks.tracking import run_tracking
 from tests.benchmarks.transfers import filesystem_type, make_test_file
 
@@ -70,7 +73,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--subscribers", type=int, default=1000, help="SSE fan-out subscribers (1000; 0 skips)"
     )
+    parser.add_argument("--skip-s3", action="store_true", help="no S3 (SeaweedFS) part")
+    parser.add_argument("--s3-only", action="store_true", help="only the S3 (SeaweedFS) part")
     args = parser.parse_args(argv)
+    if args.nginx_only:
+        args.skip_s3 = True
     if args.size_mib < 1 or args.repeat < 1:
         parser.error("--size-mib and --repeat must be at least 1")
     return args
@@ -101,8 +108,9 @@ def make_source(root: Path, size_mib: int) -> tuple[Path, str]:
     return src, sha256
 
 
-def start_servers(args: argparse.Namespace, stack: contextlib.ExitStack, root: Path) -> Bench:
-    src, sha256 = make_source(root, args.size_mib)
+def start_servers(
+    args: argparse.Namespace, stack: contextlib.ExitStack, root: Path, src: Path, sha256: str
+) -> Bench:
     nginx = NginxReference(ensure_nginx(), root / "nginx", src.parent)
     stack.callback(nginx.stop)
     nginx.start()
@@ -121,7 +129,16 @@ def start_servers(args: argparse.Namespace, stack: contextlib.ExitStack, root: P
 def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         root = make_workspace(stack, args.tmp_dir)
-        bench = start_servers(args, stack, root)
+        src, sha256 = make_source(root, args.size_mib)
+        report = {} if args.s3_only else local_benchmark(args, root, src, sha256)
+        if not args.skip_s3:
+            report["s3"] = run_s3_bench(args, root, src, sha256, args.filesvc_bin)
+        return report
+
+
+def local_benchmark(args: argparse.Namespace, root: Path, src: Path, sha256: str) -> dict[str, Any]:
+    with contextlib.ExitStack() as stack:
+        bench = start_servers(args, stack, root, src, sha256)
         sampler = None
         if bench.filesvc is not None:
             sampler = RssSampler(bench.filesvc.pid)
@@ -158,8 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log("interrupted; cleaned up")
         return 130
-    print()
-    print(render_table(report))
+    if "comparisons" in report:
+        print()
+        print(render_table(report))
+    if "s3" in report:
+        print()
+        print(render_s3_table(report["s3"]))
     print()
     write_json(report)
     return 0

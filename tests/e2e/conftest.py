@@ -14,11 +14,14 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.seaweedfs import SeaweedFS
+
 from .server import (
     UPLOAD_LIMIT_BYTES,
     LocalFile,
     MiB,
     RunningServer,
+    S3Target,
     User,
     create_user,
     make_random_file,
@@ -80,6 +83,25 @@ def _checked(server: RunningServer) -> Iterator[RunningServer]:
 @pytest.fixture(scope="module")
 def server_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     yield from _serve(tmp_path_factory, "server")
+
+
+@pytest.fixture(scope="module")
+def s3_target(seaweedfs: SeaweedFS) -> Iterator[S3Target]:
+    """A bucket of the session's SeaweedFS for one module's S3 server."""
+    bucket = seaweedfs.create_bucket()
+    yield S3Target(seaweedfs.endpoint_url, bucket)
+    seaweedfs.release_bucket(bucket)
+
+
+def serve_on(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, storage: str
+) -> Iterator[RunningServer]:
+    """A module's server on local disk or on S3, for modules that run on both."""
+    if storage == "s3":
+        target: S3Target = request.getfixturevalue("s3_target")
+        yield from _serve(tmp_path_factory, "server-s3", target.env())
+    else:
+        yield from _serve(tmp_path_factory, "server")
 
 
 @pytest.fixture

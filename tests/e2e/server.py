@@ -1,4 +1,5 @@
-"""The server side of the e2e suite: a real `filesvc serve` process, its users, its disk."""
+"""The server side of the e2e suite: a real `filesvc serve` process, its users, its storage
+(local disk, or an S3 bucket when its env says FILESVC_STORAGE=s3)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.seaweedfs import REGION, pending_uploads, s3_client, stored_keys
+
 ADMIN = "admin"
 TRACEBACK = "Traceback (most recent call last)"
 STARTUP_DEADLINE = 30.0
@@ -29,7 +32,10 @@ MiB = 1024 * 1024
 UPLOAD_LIMIT_BYTES = 10 * MiB
 # Objects sit three levels down under server-made hex keys (see storage/local.py).
 BLOB_PATH_RE = re.compile(r"^[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{32}$")
+S3_KEY_RE = re.compile(r"^[0-9a-f]{32}$")
 TMP_DIR = ".tmp"
+# The S3 servers' part size: S3's smallest, so the boundary sizes cross into multipart.
+S3_PART_BYTES = 5 * MiB
 
 
 # --- waiting -------------------------------------------------------------------------
@@ -79,6 +85,23 @@ def make_random_file(path: Path, size: int) -> LocalFile:
 # --- the server process ----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class S3Target:
+    """Where an S3 server keeps its objects."""
+
+    endpoint_url: str
+    bucket: str
+
+    def env(self) -> dict[str, str]:
+        return {
+            "FILESVC_STORAGE": "s3",
+            "FILESVC_S3_BUCKET": self.bucket,
+            "FILESVC_S3_ENDPOINT_URL": self.endpoint_url,
+            "FILESVC_S3_REGION": REGION,
+            "FILESVC_S3_PART_SIZE_BYTES": str(S3_PART_BYTES),
+        }
+
+
 @dataclass
 class RunningServer:
     process: subprocess.Popen[bytes]
@@ -89,6 +112,7 @@ class RunningServer:
     stderr_path: Path
     admin_password: str
     admin_token: str = ""
+    s3: S3Target | None = None
     _checked_offset: int = field(default=0, repr=False)
 
     @property
@@ -241,6 +265,9 @@ def run_server(root: Path, extra_env: Mapping[str, str] | None = None) -> Iterat
     else:
         pytest.fail("could not start the server on a free port")
 
+    s3 = None
+    if env.get("FILESVC_STORAGE") == "s3":
+        s3 = S3Target(env["FILESVC_S3_ENDPOINT_URL"], env["FILESVC_S3_BUCKET"])
     server = RunningServer(
         process=process,
         host=host,
@@ -249,6 +276,7 @@ def run_server(root: Path, extra_env: Mapping[str, str] | None = None) -> Iterat
         data_dir=data_dir,
         stderr_path=stderr_path,
         admin_password=password,
+        s3=s3,
     )
     try:
         server.admin_token = login(server.base_url, ADMIN, password)
@@ -284,11 +312,18 @@ def create_user(server: RunningServer, role: str = "editor") -> User:
     return User(body["id"], username, password, login(server.base_url, username, password))
 
 
-# --- what is on disk -------------------------------------------------------------------
+# --- what is stored --------------------------------------------------------------------
 
 
 def blob_files(server: RunningServer) -> set[str]:
-    """Every file under <data>/blobs, the temp dir included, as relative POSIX paths."""
+    """Everything stored, unfinished writes included: every file under <data>/blobs as a
+    relative POSIX path (temp files in .tmp/), or on S3 every object key of the bucket and
+    every pending multipart upload as .tmp/<key>.<upload id>."""
+    if server.s3 is not None:
+        client = s3_client(server.s3.endpoint_url)
+        objects = set(stored_keys(client, server.s3.bucket))
+        pending = {f"{TMP_DIR}/{name}" for name in pending_uploads(client, server.s3.bucket)}
+        return objects | pending
     root = server.blobs_dir
     return {
         (Path(dirpath) / name).relative_to(root).as_posix()
@@ -319,8 +354,15 @@ def assert_nothing_kept(server: RunningServer, before: Snapshot) -> None:
 
 
 def new_blob(server: RunningServer, before: Snapshot) -> Path:
+    """The one blob stored since `before`, as a local file (an S3 object is fetched)."""
     added = blob_files(server) - before.blobs
     assert len(added) == 1, f"expected exactly one new blob, found {sorted(added)}"
     (relative,) = added
+    if server.s3 is not None:
+        assert S3_KEY_RE.match(relative), relative
+        copy = server.blobs_dir / "s3-copies" / relative
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        s3_client(server.s3.endpoint_url).download_file(server.s3.bucket, relative, str(copy))
+        return copy
     assert BLOB_PATH_RE.match(relative), relative
     return server.blobs_dir / relative

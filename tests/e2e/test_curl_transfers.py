@@ -1,14 +1,18 @@
-"""Uploads and downloads the way people type them: `curl -F`, `curl -T`, `curl -r`."""
+"""Uploads and downloads the way people type them: `curl -F`, `curl -T`, `curl -r`,
+against a server on local disk and one on S3 (SeaweedFS)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from .conftest import serve_on
 from .server import (
+    S3_PART_BYTES,
     LocalFile,
     MiB,
     RunningServer,
@@ -23,6 +27,13 @@ from .server import (
 from .wire import run_curl
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module", params=["local", "s3"])
+def server_process(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    yield from serve_on(request, tmp_path_factory, request.param)
 
 
 def bearer(user: User) -> str:
@@ -188,3 +199,37 @@ def test_a_wrong_checksum_is_rejected_and_nothing_is_kept(
     status, body = upload(bytes.fromhex(small.sha256))
     assert status == 201, body
     assert body["sha256"] == small.sha256
+
+
+@pytest.mark.parametrize(
+    "size",
+    [0, 1, S3_PART_BYTES - 1, S3_PART_BYTES, S3_PART_BYTES + 1, 129 * MiB],
+    ids=["0B", "1B", "5MiB-1", "5MiB", "5MiB+1", "129MiB"],
+)
+def test_sizes_at_the_boundaries_round_trip_with_hashes(
+    server: RunningServer, editor: User, curl: str, tmp_path: Path, size: int
+) -> None:
+    sent = make_random_file(tmp_path / "sent.bin", size)
+    before = snapshot(server)
+
+    upload = run_curl(
+        curl, tmp_path, "-H", bearer(editor), "-T", str(sent.path),
+        server.url("/api/v1/files/raw/"),
+    )  # fmt: skip
+
+    assert upload.returncode == 0, upload.stderr
+    assert upload.status == 201, upload.body[:2000]
+    file = upload.json()
+    assert file["size"] == size
+    assert file["sha256"] == sent.sha256
+    assert_stored(server, file, new_blob(server, before))
+    received = tmp_path / "received.bin"
+    download = run_curl(
+        curl, tmp_path, "-H", bearer(editor), server.url(file["content_url"]), output=received
+    )
+    assert download.returncode == 0, download.stderr
+    assert download.status == 200
+    assert download.header("content-length") == str(size)
+    assert sha256_of(received) == sent.sha256
+    sent.path.unlink()
+    received.unlink()

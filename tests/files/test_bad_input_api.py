@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from starlette.types import Message
 
 from filesvc.config import Settings
-from tests.conftest import Account, blob_files, client_for, running_app
+from tests.conftest import Account, blob_files, client_for, running_app, storage_root
 from tests.files.helpers import file_ids, http_scope, upload, uploaded
 
 LIMIT = 64 * 1024
@@ -241,7 +241,7 @@ async def test_hostile_names_are_stored_as_text(
     stored = blob_files(settings)
     assert len(stored) == 1
     assert stored[0].name != stored_name
-    assert stored[0].is_relative_to(settings.resolved_storage_dir)
+    assert stored[0].is_relative_to(storage_root(settings))
     assert not (settings.data_dir.parent / "etc").exists()
 
 

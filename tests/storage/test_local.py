@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from aiofiles.threadpool.binary import AsyncFileIO
 
 from filesvc.storage import local
 from filesvc.storage.base import InvalidKey, LocalPaths, ObjectNotFound, StorageError
@@ -56,7 +57,7 @@ async def test_abort_removes_temp_file(storage: LocalStorage) -> None:
 async def test_failed_write_is_a_storage_error_and_abort_cleans_up(
     storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def disk_full(fd: int, data: bytes) -> None:
+    async def disk_full(file: AsyncFileIO, data: bytes) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     writer = await storage.open_writer(KEY)
@@ -89,19 +90,20 @@ async def test_exception_in_the_producer_mid_write(storage: LocalStorage) -> Non
 async def test_cancelled_write_keeps_its_fd_until_the_thread_is_done(
     storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Cancelling the await does not stop the worker thread in os.write. If abort() closed
+    # Cancelling the await does not stop the worker thread in write(). If abort() closed
     # the fd under it, the next open() could get the same number and receive the bytes.
     started, release, finished = threading.Event(), threading.Event(), threading.Event()
     still_our_file: list[bool] = []
     real_write_all = local._write_all
 
-    def slow_write_all(fd: int, data: bytes) -> None:
+    async def slow_write_all(file: AsyncFileIO, data: bytes) -> None:
+        fd = file.fileno()
         inode = os.fstat(fd).st_ino
         started.set()
-        release.wait(5)
+        await asyncio.to_thread(release.wait, 5)
         try:
             still_our_file.append(os.fstat(fd).st_ino == inode)
-            real_write_all(fd, data)
+            await real_write_all(file, data)
         finally:
             finished.set()
 
