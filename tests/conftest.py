@@ -13,7 +13,7 @@ import os
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,20 +65,26 @@ async def _admin_execute(*statements: str) -> None:
         await connection.close()
 
 
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database for the session, dropped afterwards."""
-    name = f"filesvc_test_{uuid.uuid4().hex[:12]}"
+@contextmanager
+def new_postgres_database(prefix: str = "filesvc_test") -> Iterator[str]:
+    """A fresh, empty PostgreSQL database (its SQLAlchemy asyncpg URL), dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         asyncio.run(_admin_execute(f'CREATE DATABASE "{name}"'))
     except (OSError, asyncpg.PostgresError) as exc:
         service_missing(f"PostgreSQL at {POSTGRES_URL} is not available: {exc}")
-    url = _asyncpg_url(name).replace("postgresql://", "postgresql+asyncpg://", 1)
     try:
-        upgrade(url)
-        yield url
+        yield _asyncpg_url(name).replace("postgresql://", "postgresql+asyncpg://", 1)
     finally:
         asyncio.run(_admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for the session, dropped afterwards."""
+    with new_postgres_database() as url:
+        upgrade(url)
+        yield url
 
 
 @pytest.fixture(scope="session")

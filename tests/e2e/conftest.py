@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.conftest import new_postgres_database
 from tests.seaweedfs import SeaweedFS
 
 from .server import (
@@ -93,13 +94,23 @@ def s3_target(seaweedfs: SeaweedFS) -> Iterator[S3Target]:
     seaweedfs.release_bucket(bucket)
 
 
+@pytest.fixture(scope="module")
+def s3_database_url() -> Iterator[str]:
+    """The S3 server's own PostgreSQL database: the second stack, as in the API suite."""
+    with new_postgres_database("filesvc_e2e") as url:
+        yield url
+
+
 def serve_on(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, storage: str
 ) -> Iterator[RunningServer]:
-    """A module's server on local disk or on S3, for modules that run on both."""
+    """A module's server on SQLite and local disk, or on PostgreSQL and S3 (the API suite's
+    two stacks), for modules that run on both."""
     if storage == "s3":
         target: S3Target = request.getfixturevalue("s3_target")
-        yield from _serve(tmp_path_factory, "server-s3", target.env())
+        database_url: str = request.getfixturevalue("s3_database_url")
+        env = target.env() | {"FILESVC_DATABASE_URL": database_url}
+        yield from _serve(tmp_path_factory, "server-s3", env)
     else:
         yield from _serve(tmp_path_factory, "server")
 

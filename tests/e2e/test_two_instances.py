@@ -3,17 +3,15 @@ upload through one is watched, live, through the other."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
-from tests.conftest import POSTGRES_URL, _admin_execute, _asyncpg_url, service_missing
+from tests.conftest import new_postgres_database
 
 from .server import MiB, RunningServer, User, create_user, login, run_server
 from .watch import Watcher
@@ -23,15 +21,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def database_url() -> Iterator[str]:
-    name = f"filesvc_e2e_{uuid.uuid4().hex[:12]}"
-    try:
-        asyncio.run(_admin_execute(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError) as exc:
-        service_missing(f"PostgreSQL at {POSTGRES_URL} is not available: {exc}")
-    try:
-        yield _asyncpg_url(name).replace("postgresql://", "postgresql+asyncpg://", 1)
-    finally:
-        asyncio.run(_admin_execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with new_postgres_database("filesvc_e2e") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
