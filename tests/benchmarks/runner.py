@@ -76,27 +76,27 @@ def warm_downloads(bench: Bench) -> None:
     log("  warm-up downloads: sha256 matches for every server")
 
 
-def run_downloads(bench: Bench, run: int) -> None:
+def _run_reads(
+    bench: Bench, run: int, measurement: str, read: Callable[[FilesvcServer], float]
+) -> None:
+    """filesvc's read of the kept file against nginx sending the same bytes (sendfile)."""
     for server in server_order(bench, run):
         settle_disk()
         if server == "nginx":
             speed = bench.nginx.download(bench.src)
         else:
             assert bench.filesvc is not None
-            speed = bench.filesvc.download(bench.file_id, bench.src)
-        bench.record(server, "download", speed)
+            speed = read(bench.filesvc)
+        bench.record(server, measurement, speed)
+
+
+def run_downloads(bench: Bench, run: int) -> None:
+    _run_reads(bench, run, "download", lambda filesvc: filesvc.download(bench.file_id, bench.src))
 
 
 def run_archives(bench: Bench, run: int) -> None:
-    """A zip of the file against nginx sending the same bytes: what building it costs."""
-    for server in server_order(bench, run):
-        settle_disk()
-        if server == "nginx":
-            speed = bench.nginx.download(bench.src)
-        else:
-            assert bench.filesvc is not None
-            speed = bench.filesvc.archive(bench.file_id, bench.src)
-        bench.record(server, "archive", speed)
+    """A zip of the file against nginx sending the plain bytes: what building it costs."""
+    _run_reads(bench, run, "archive", lambda filesvc: filesvc.archive(bench.file_id, bench.src))
 
 
 def run_all(bench: Bench, repeat: int) -> None:

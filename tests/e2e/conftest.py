@@ -11,12 +11,17 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 from tests.conftest import new_postgres_database
 from tests.seaweedfs import SeaweedFS
 
+from .browser import CHROMIUM, CHROMIUM_ARGS, missing_prerequisite
 from .server import (
     UPLOAD_LIMIT_BYTES,
     LocalFile,
@@ -141,3 +146,20 @@ def limited_server(limited_server_process: RunningServer) -> Iterator[RunningSer
 @pytest.fixture(scope="module")
 def limited_editor(limited_server_process: RunningServer) -> User:
     return create_user(limited_server_process, "editor")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    """Debian's chromium through Playwright, one per module (never `playwright install`)."""
+    if not CHROMIUM.is_file():
+        missing_prerequisite(f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing_prerequisite("the playwright package is not installed (pip install playwright)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        yield browser
+        browser.close()

@@ -19,10 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     SwaggerUI,
-    missing_prerequisite,
     serve_offline,
     swagger_ui_dist,
 )
@@ -47,22 +44,6 @@ UPLOAD_OPERATIONS = [
 @pytest.fixture(scope="module")
 def swagger_ui() -> Path:
     return swagger_ui_dist()
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    if not CHROMIUM.is_file():
-        missing_prerequisite(f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing_prerequisite("the playwright package is not installed (pip install playwright)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture

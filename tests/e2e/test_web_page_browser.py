@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .browser import CHROMIUM, CHROMIUM_ARGS, missing_prerequisite
 from .server import MiB, RunningServer, User, make_random_file
 
 if TYPE_CHECKING:
@@ -28,22 +27,6 @@ PICKED_BYTES = 50 * MiB
 # over a real network, and the bar has time to move.
 UPLOAD_BYTES_PER_SECOND = 25_000_000
 UI_TIMEOUT_MS = 30_000
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    if not CHROMIUM.is_file():
-        missing_prerequisite(f"{CHROMIUM} is missing (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing_prerequisite("the playwright package is not installed (pip install playwright)")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
-        )
-        yield browser
-        browser.close()
 
 
 @pytest.fixture
