@@ -107,17 +107,21 @@ def s3_database_url() -> Iterator[str]:
 
 
 def serve_on(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, storage: str
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    storage: str,
+    env: dict[str, str] | None = None,
 ) -> Iterator[RunningServer]:
     """A module's server on SQLite and local disk, or on PostgreSQL and S3 (the API suite's
     two stacks), for modules that run on both."""
+    env = env or {}
     if storage == "s3":
         target: S3Target = request.getfixturevalue("s3_target")
         database_url: str = request.getfixturevalue("s3_database_url")
-        env = target.env() | {"FILESVC_DATABASE_URL": database_url}
+        env = env | target.env() | {"FILESVC_DATABASE_URL": database_url}
         yield from _serve(tmp_path_factory, "server-s3", env)
     else:
-        yield from _serve(tmp_path_factory, "server")
+        yield from _serve(tmp_path_factory, "server", env)
 
 
 @pytest.fixture

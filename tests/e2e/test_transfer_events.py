@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import serve_on
 from .server import (
     LocalFile,
     MiB,
@@ -23,6 +24,15 @@ from .watch import Arrival, Watcher
 from .wire import bearer, connect, junk, request_head, run_curl
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module", params=["local", "s3"])
+def server_process(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    # Progress is counted off the socket, so it must look the same whichever store writes.
+    yield from serve_on(request, tmp_path_factory, request.param)
+
 
 TRANSFER_BYTES = 200 * MiB
 # The client's pace: on a fast machine 200 MiB cross loopback in a fraction of a second,
