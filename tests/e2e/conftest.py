@@ -124,6 +124,19 @@ def serve_on(
         yield from _serve(tmp_path_factory, "server", env)
 
 
+def on_both_stacks(name: str = "server_process", env: dict[str, str] | None = None) -> object:
+    """A module-scoped server fixture called `name`, run once on SQLite and local disk and
+    once on PostgreSQL and S3: `server_process = on_both_stacks()` in a module."""
+
+    @pytest.fixture(scope="module", params=["local", "s3"], name=name)
+    def server_on_a_stack(
+        request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[RunningServer]:
+        yield from serve_on(request, tmp_path_factory, request.param, env)
+
+    return server_on_a_stack
+
+
 @pytest.fixture
 def server(server_process: RunningServer) -> Iterator[RunningServer]:
     """The module's server; fails the test if it logged a traceback meanwhile."""

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .conftest import serve_on
+from .conftest import on_both_stacks
 from .server import MiB, RunningServer, User, assert_nothing_kept, snapshot
 from .wire import (
     PartialSender,
@@ -22,12 +22,8 @@ from .wire import (
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module", params=["local", "s3"])
-def server_process(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    # Whatever the body's fault, nothing may stay behind: no blob, no pending multipart upload.
-    yield from serve_on(request, tmp_path_factory, request.param)
+# Whatever the body's fault, nothing may stay behind: no blob, no pending multipart upload.
+server_process = on_both_stacks()
 
 
 BOUNDARY = b"e2e-boundary-7c1f"

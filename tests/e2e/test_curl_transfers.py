@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .conftest import serve_on
+from .conftest import on_both_stacks
 from .server import (
     S3_PART_BYTES,
     LocalFile,
@@ -29,11 +28,7 @@ from .wire import run_curl
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module", params=["local", "s3"])
-def server_process(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    yield from serve_on(request, tmp_path_factory, request.param)
+server_process = on_both_stacks()
 
 
 def bearer(user: User) -> str:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from .conftest import serve_on
+from .conftest import on_both_stacks
 from .server import MiB, RunningServer, User, assert_nothing_kept, snapshot, tmp_files, wait_for
 from .wire import chunked, connect, junk, multipart_content_type, request_head, reset_close
 
@@ -20,11 +20,7 @@ SENT_BYTES = 10 * MiB
 BOUNDARY = b"e2e-cut-boundary"
 
 
-@pytest.fixture(scope="module", params=["local", "s3"])
-def server_process(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    yield from serve_on(request, tmp_path_factory, request.param)
+server_process = on_both_stacks()
 
 
 def tmp_bytes(server: RunningServer) -> int:

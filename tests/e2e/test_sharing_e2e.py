@@ -11,26 +11,21 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from .conftest import serve_on
+from .conftest import on_both_stacks
 from .server import LocalFile, MiB, RunningServer, User, login, sha256_of, wait_for
 from .wire import CurlResult, curl_put_file, run_curl
 
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module", params=["local", "s3"])
-def server_process(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    # Share links serve bytes through the same download path: ranges go to S3 as ranged GETs.
-    yield from serve_on(request, tmp_path_factory, request.param)
+# Share links serve bytes through the same download path: ranges go to S3 as ranged GETs.
+server_process = on_both_stacks()
 
 
 SHARED_PREFIX = "/api/v1/shared/"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import serve_on
+from .conftest import on_both_stacks
 from .server import (
     LocalFile,
     MiB,
@@ -26,12 +26,8 @@ from .wire import bearer, connect, junk, request_head, run_curl
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module", params=["local", "s3"])
-def server_process(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    # Progress is counted off the socket, so it must look the same whichever store writes.
-    yield from serve_on(request, tmp_path_factory, request.param)
+# Progress is counted off the socket, so it must look the same whichever store writes.
+server_process = on_both_stacks()
 
 
 TRANSFER_BYTES = 200 * MiB

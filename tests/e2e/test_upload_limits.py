@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import serve_on
+from .conftest import on_both_stacks
 from .server import (
     UPLOAD_LIMIT_BYTES,
     LocalFile,
@@ -24,14 +24,11 @@ from .wire import PartialSender, chunked, connect, junk, read_early_response, re
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module", params=["local", "s3"])
-def limited_server_process(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[RunningServer]:
-    # Stopped mid-stream, an S3 upload must abort its multipart upload as local disk drops
-    # its temp file.
-    env = {"FILESVC_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT_BYTES)}
-    yield from serve_on(request, tmp_path_factory, request.param, env)
+# Stopped mid-stream, an S3 upload must abort its multipart upload as local disk drops
+# its temp file.
+limited_server_process = on_both_stacks(
+    "limited_server_process", {"FILESVC_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT_BYTES)}
+)
 
 
 @pytest.fixture(scope="module")
