@@ -9,14 +9,16 @@ event loop for the next chunk of the blob:
     CRC-32) → ZipArchive.stream() (event loop) → the response
 
 The zip threads wait on storage reads that use the default thread pool, so they must
-never come from that pool themselves: a burst of archives would then deadlock it.
+never come from that pool themselves: a burst of archives would then deadlock it. For the
+same reason a zip generator is only ever advanced or closed in a zip thread, never on the
+event loop: its members' clean-up waits for the loop, which would then wait for itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator
+from collections.abc import AsyncIterator, Coroutine, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -24,11 +26,15 @@ from zipstream import ZIP_STORED, ZipStream
 
 from filesvc.storage.base import GetResult, Storage
 
-# Archives streaming at once, each holding a thread only while it makes one chunk;
-# more simply take turns.
 T = TypeVar("T")
 
+# Archives streaming at once, each holding a thread only while it makes one chunk;
+# more simply take turns.
 _zip_pool = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="zip")
+# How long a zip thread waits for the loop: a chunk read (storage timeouts are shorter),
+# and a member's clean-up when the archive ends.
+_READ_TIMEOUT = 300.0
+_CLOSE_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +83,31 @@ class _BlobChunks:
             while (chunk := self._on_loop(_next_chunk(result))) is not None:
                 yield chunk
         finally:
-            self._on_loop(result.aclose())
+            self._on_loop(result.aclose(), timeout=_CLOSE_TIMEOUT)
 
-    def _on_loop(self, coroutine: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()
+    def _on_loop(self, coroutine: Coroutine[Any, Any, T], timeout: float = _READ_TIMEOUT) -> T:
+        if _running_loop() is self._loop:
+            # Blocking here would wait for the loop from the loop itself: fail loudly.
+            coroutine.close()
+            raise RuntimeError("a zip member was read or closed on the event loop")
+        # Bounded, so a thread left over from a loop that stopped cannot hold up exit.
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _close_after(
+    step: concurrent.futures.Future[bytes | None], chunks: Generator[bytes, None, None]
+) -> None:
+    """Close the zip generator once the step still running in it is done (a generator
+    cannot be closed while a thread runs it), in a zip thread, whatever the caller does."""
+    concurrent.futures.wait([step])
+    chunks.close()
 
 
 class ZipArchive:
@@ -94,19 +121,19 @@ class ZipArchive:
         return len(self._zip)
 
     async def stream(self) -> AsyncIterator[bytes]:
-        loop = asyncio.get_running_loop()
         chunks = iter(self._zip)
-        pending: asyncio.Future[bytes | None] | None = None
+        step: concurrent.futures.Future[bytes | None] = concurrent.futures.Future()
+        step.set_result(None)
         try:
             while True:
-                pending = loop.run_in_executor(_zip_pool, next, chunks, None)
-                chunk = await pending
-                pending = None
+                step = _zip_pool.submit(next, chunks, None)
+                # Shielded: cancelling the await must not mark the step done while its
+                # thread still runs the generator.
+                chunk = await asyncio.shield(asyncio.wrap_future(step))
                 if chunk is None:
                     return
                 yield chunk
         finally:
-            # A generator cannot be closed while a thread runs it: let that chunk finish.
-            if pending is not None:
-                await asyncio.shield(asyncio.wait([pending]))
-            await asyncio.shield(loop.run_in_executor(_zip_pool, chunks.close))
+            # No await here: a cancelled request (client gone) is cancelled again at every
+            # await of its scope, and the generator must be closed all the same.
+            _zip_pool.submit(_close_after, step, chunks)

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import asyncio
+import gc
 import io
+import threading
+import time
 import zipfile
 from collections.abc import AsyncIterator
 
+import anyio
 import pytest
 
 from filesvc.archive.zipping import Member, ZipArchive, member_names
@@ -106,3 +111,44 @@ async def test_members_over_4_gib_use_zip64() -> None:
         )
         assert info.extract_version >= 45  # zip64
         assert parsed.testzip() is None  # the CRC over all 4 GiB checks out
+
+
+class ClosingStorage(ZeroStorage):
+    """Zero objects whose readers record being closed, as a file handle would."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size)
+        self.closed = threading.Event()
+
+    async def get(self, key: str, byte_range: ByteRange | None = None) -> GetResult:
+        result = await super().get(key, byte_range)
+        inner, closed = result.chunks, self.closed
+
+        async def chunks() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in inner:
+                    yield chunk
+            finally:
+                closed.set()
+
+        return GetResult(meta=result.meta, range=result.range, chunks=chunks())
+
+
+async def test_an_archive_cancelled_mid_member_closes_the_member_and_frees_the_loop() -> None:
+    # Starlette cancels the response's task group when the client goes; anyio then
+    # cancels every later await in that scope too, the clean-up's included.
+    storage = ClosingStorage(64 * 1024 * 1024)
+    archive = ZipArchive(storage, [Member("k", "big.bin", storage.size)])
+    received = 0
+    with anyio.CancelScope() as scope:
+        async for chunk in archive.stream():
+            received += len(chunk)
+            scope.cancel()
+    assert 0 < received < len(archive)
+    del archive
+    gc.collect()  # a zip generator finalised here, on the loop, must not wait for the loop
+
+    deadline = time.monotonic() + 10
+    while not storage.closed.is_set():
+        assert time.monotonic() < deadline, "the member's reader was never closed"
+        await asyncio.sleep(0.01)  # the loop turns: it is not blocked
