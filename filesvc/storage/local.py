@@ -201,13 +201,18 @@ class _FileChunks:
     async def aclose(self) -> None:
         self._position = self._end
         file, self._file = self._file, None
-        if file is None:
-            return
-        if self._reading is not None:
-            # Never close the file under a read still running in its thread.
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(self._reading)
-        await file.close()
+        if file is not None:
+            # Shielded: a cancelled request is cancelled again at every await of its
+            # scope, and the file must be closed all the same.
+            await asyncio.shield(_close_after_read(file, self._reading))
+
+
+async def _close_after_read(file: AsyncFileIO, reading: asyncio.Future[bytes] | None) -> None:
+    if reading is not None:
+        # Never close the file under a read still running in its thread.
+        with contextlib.suppress(BaseException):
+            await reading
+    await file.close()
 
 
 class LocalStorage:

@@ -77,12 +77,16 @@ class _ObjectChunks:
 
     async def aclose(self) -> None:
         body, self._body = self._body, None
-        if body is None:
-            return
+        if body is not None:
+            # Shielded: a cancelled request is cancelled again at every await of its
+            # scope, and the connection must be closed all the same.
+            await asyncio.shield(self._close_after_read(body))
+
+    async def _close_after_read(self, body: StreamingBody) -> None:
         if self._reading is not None:
             # Never close the connection under a read still running in its thread.
             with contextlib.suppress(BaseException):
-                await asyncio.shield(self._reading)
+                await self._reading
         with contextlib.suppress(*TRANSPORT_ERRORS):
             await self._s3.run(body.close)
 

@@ -9,6 +9,7 @@ import stat
 import threading
 from pathlib import Path
 
+import anyio
 import pytest
 from aiofiles.threadpool.binary import AsyncFileIO
 
@@ -229,6 +230,40 @@ async def test_get_closes_the_file(storage: LocalStorage) -> None:
     assert [chunk async for chunk in read.chunks] == [b"x" * 100]
     assert len(os.listdir("/proc/self/fd")) == before
     await read.aclose()
+
+
+def open_paths() -> list[str]:
+    paths = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            paths.append(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            continue  # closed while we looked
+    return paths
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+async def test_a_read_closed_by_a_cancelled_request_still_closes_the_file(
+    storage: LocalStorage,
+) -> None:
+    writer = await storage.open_writer(KEY)
+    await writer.write(b"x" * (3 * local.READ_CHUNK))
+    await writer.commit()
+    blob = str(storage.local_path(KEY).resolve())
+    result = await storage.get(KEY)
+    assert await anext(result.chunks)
+    assert blob in open_paths()
+
+    # A client gone: Starlette cancels the response's scope, and anyio cancels every
+    # await inside it again, the clean-up's included.
+    with anyio.CancelScope() as scope:
+        scope.cancel()
+        await result.aclose()
+
+    deadline = asyncio.get_running_loop().time() + 10
+    while blob in open_paths():
+        assert asyncio.get_running_loop().time() < deadline, "the blob stayed open"
+        await asyncio.sleep(0.01)
 
 
 async def test_list_ignores_temp_and_stray_files(storage: LocalStorage) -> None:
