@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run migrate test lint typecheck check bench clean
+.PHONY: install run migrate cluster cluster-down cluster-status test lint typecheck check bench clean
 
 install: $(STAMP)
 
@@ -21,16 +21,28 @@ run: install
 migrate: install
 	$(BIN)/filesvc migrate
 
+## nginx + two instances + SeaweedFS on this machine (README, "Local cluster"):
+## http://127.0.0.1:$${FILESVC_CLUSTER_PORT:-8080}, state in $${FILESVC_CLUSTER_DIR:-./cluster}.
+cluster: install
+	deploy/local-cluster up
+
+cluster-down:
+	deploy/local-cluster down
+
+cluster-status:
+	deploy/local-cluster status
+
 ## Unit, API (SQLite + local disk, PostgreSQL + S3 on a SeaweedFS the tests start) and end-to-end tests.
 test: install
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check filesvc tests
-	$(BIN)/ruff format --check filesvc tests
+	$(BIN)/ruff check filesvc tests deploy
+	$(BIN)/ruff format --check filesvc tests deploy
 
 typecheck: install
 	$(BIN)/mypy filesvc tests
+	$(BIN)/mypy deploy/local_cluster.py deploy/cluster_processes.py
 
 check: lint typecheck test
 
