@@ -105,6 +105,20 @@ def binary(name: str) -> str:
     return found
 
 
+def nginx_binary() -> str:
+    """nginx's path; installs the Debian package first when there is none (as root)."""
+    with contextlib.suppress(ClusterError):
+        return binary("nginx")
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise ClusterError("nginx not found: install it (`apt-get install nginx`)")
+    log("nginx not found: apt-get install nginx")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "nginx"]):
+        if subprocess.run(cmd, env=env, check=False).returncode != 0:
+            raise ClusterError(f"`{' '.join(cmd)}` failed")
+    return binary("nginx")
+
+
 def secret_file(path: Path, make: str) -> str:
     """The secret kept in `path` (mode 0600), written with `make` the first time."""
     if not path.exists():
@@ -356,7 +370,7 @@ def start_nginx(root: Path, port: int, upstreams: list[int]) -> Proc:
     user_line = "user root root;" if os.geteuid() == 0 else ""
     main = nginx_dir / "nginx.conf"
     main.write_text(NGINX_MAIN.format(root=nginx_dir, user_line=user_line))
-    exe = binary("nginx")
+    exe = nginx_binary()
     base = [exe, "-p", f"{nginx_dir}/", "-c", str(main), "-e", str(nginx_dir / "error.log")]
     checked = subprocess.run([*base, "-t", "-q"], capture_output=True, text=True, check=False)
     if checked.returncode != 0:
