@@ -42,7 +42,7 @@ lint: install
 
 typecheck: install
 	$(BIN)/mypy filesvc tests
-	$(BIN)/mypy deploy/local_cluster.py deploy/cluster_processes.py
+	$(BIN)/mypy deploy/local_cluster.py deploy/cluster_processes.py deploy/cluster_nginx.py
 
 check: lint typecheck test
 

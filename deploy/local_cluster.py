@@ -27,6 +27,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from cluster_nginx import start_nginx
 from cluster_processes import (
     BUCKET,
     DEFAULT_DATABASE_URL,
@@ -43,7 +44,6 @@ from cluster_processes import (
     migrate,
     secret_file,
     start_instance,
-    start_nginx,
     start_weed,
     stop,
     wait_for,
