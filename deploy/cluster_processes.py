@@ -303,16 +303,24 @@ def stop(proc: Proc) -> None:
     only gets a few seconds."""
     if not is_ours(proc):
         return
+    patience = WEED_STOP_DEADLINE if proc.name == "weed" else STOP_DEADLINE
+    if _signal_and_wait(proc, signal.SIGTERM, patience):
+        return
+    if proc.name != "weed":
+        log(f"{proc.name} (pid {proc.pid}) ignored SIGTERM: SIGKILL")
+    if not _signal_and_wait(proc, signal.SIGKILL, STOP_DEADLINE):
+        raise ClusterError(f"{proc.name} (pid {proc.pid}) still runs after SIGKILL")
+
+
+def _signal_and_wait(proc: Proc, signum: int, timeout: float) -> bool:
+    """Signal the process group; True once the process is gone within `timeout`."""
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + (WEED_STOP_DEADLINE if proc.name == "weed" else STOP_DEADLINE)
+        os.killpg(proc.pid, signum)
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(proc.pid, os.WNOHANG)  # reap it if it is our child (tests, `up`)
         if not is_ours(proc):
-            return
+            return True
         time.sleep(0.1)
-    if proc.name != "weed":
-        log(f"{proc.name} (pid {proc.pid}) ignored SIGTERM: SIGKILL")
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    return False
