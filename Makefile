@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run migrate test lint typecheck check bench clean
+.PHONY: install run migrate cluster cluster-down cluster-status test lint typecheck check bench clean
 
 install: $(STAMP)
 
@@ -21,22 +21,36 @@ run: install
 migrate: install
 	$(BIN)/filesvc migrate
 
+## nginx + two instances + SeaweedFS on this machine (README, "Local cluster"):
+## http://127.0.0.1:$${FILESVC_CLUSTER_PORT:-8080}, state in $${FILESVC_CLUSTER_DIR:-./cluster}.
+cluster: install
+	deploy/local-cluster up
+
+cluster-down:
+	deploy/local-cluster down
+
+cluster-status:
+	deploy/local-cluster status
+
 ## Unit, API (SQLite + local disk, PostgreSQL + S3 on a SeaweedFS the tests start) and end-to-end tests.
 test: install
 	$(BIN)/python -m pytest
 
 lint: install
-	$(BIN)/ruff check filesvc tests
-	$(BIN)/ruff format --check filesvc tests
+	$(BIN)/ruff check filesvc tests deploy
+	$(BIN)/ruff format --check filesvc tests deploy
 
 typecheck: install
 	$(BIN)/mypy filesvc tests
+	$(BIN)/mypy deploy/local_cluster.py deploy/cluster_processes.py deploy/cluster_nginx.py
 
 check: lint typecheck test
 
 ## Throughput and memory against nginx (installs nginx with apt if it is missing), on S3
 ## (SeaweedFS) against boto3 direct, tracked against untracked transfers, and the SSE
-## fan-out (1,000 subscribers on one worker); BENCH_ARGS="--skip-s3" or "--s3-only".
+## fan-out (1,000 subscribers on one worker), and the cluster figure (uploads/s and p99
+## through nginx + two instances against one, wrk, 64 clients); BENCH_ARGS="--skip-s3",
+## "--s3-only", "--skip-cluster" or "--cluster-only".
 bench: install
 	$(BIN)/python -m tests.benchmarks.run $(BENCH_ARGS)
 

@@ -3,7 +3,7 @@ then of filesvc on S3 (SeaweedFS) against boto3 direct (see tests/benchmarks/s3.
 
     .venv/bin/python -m tests.benchmarks.run [--size-mib 1024] [--repeat 3] [--nginx-only]
                                              [--tracking-repeat 5] [--subscribers 1000]
-        [--skip-s3 | --s3-only]
+        [--skip-s3 | --s3-only] [--skip-cluster | --cluster-only] [--cluster-seconds 10]
 
 Makes a random test file (temp dir on disk, not tmpfs), starts nginx (foreground child,
 generated config, worker_processes 1, installed with apt-get if missing) and a real
@@ -19,6 +19,10 @@ filesvc file kept for the downloads; the server going first alternates between r
 Then filesvc alone: the raw upload and the download with and without an `X-Transfer-Id`
 (tracking must cost under 10%), and the SSE fan-out (tests/benchmarks/fanout.py): 1,000
 subscribers on one worker watching one upload, with delivery latency and peak RSS.
+
+Then the cluster figure (tests/benchmarks/cluster.py): uploads per second and p99 latency,
+4 KiB and 1 MiB bodies, 64 clients (wrk), through nginx in front of two instances of
+`deploy/local-cluster` against one instance directly.
 
 Prints the medians (MB/s, 1 MB = 10^6 bytes), the filesvc/nginx ratios and the server's
 peak RSS (max of VmHWM and sampled VmRSS) against the targets, and writes
@@ -42,6 +46,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from tests.benchmarks.cluster import render_cluster_table, run_cluster_bench
 from tests.benchmarks.common import MIB, REPO, BenchError, log
 from tests.benchmarks.fanout import run_fanout
 from tests.benchmarks.filesvc_server import FilesvcServer
@@ -75,9 +80,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-s3", action="store_true", help="no S3 (SeaweedFS) part")
     parser.add_argument("--s3-only", action="store_true", help="only the S3 (SeaweedFS) part")
+    parser.add_argument("--skip-cluster", action="store_true", help="no cluster figure")
+    parser.add_argument(
+        "--cluster-only", action="store_true", help="only the cluster figure (nginx + 2 instances)"
+    )
+    parser.add_argument("--cluster-seconds", type=int, default=10, help="per wrk run (10)")
+    parser.add_argument("--cluster-repeat", type=int, default=2, help="wrk runs per target (2)")
     args = parser.parse_args(argv)
     if args.nginx_only:
-        args.skip_s3 = True
+        args.skip_s3 = args.skip_cluster = True
     if args.size_mib < 1 or args.repeat < 1:
         parser.error("--size-mib and --repeat must be at least 1")
     return args
@@ -129,10 +140,14 @@ def start_servers(
 def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         root = make_workspace(stack, args.tmp_dir)
+        if args.cluster_only:
+            return {"cluster": run_cluster_bench(root, args.cluster_seconds, args.cluster_repeat)}
         src, sha256 = make_source(root, args.size_mib)
         report = {} if args.s3_only else local_benchmark(args, root, src, sha256)
         if not args.skip_s3:
             report["s3"] = run_s3_bench(args, root, src, sha256, args.filesvc_bin)
+        if not args.skip_cluster and not args.s3_only:
+            report["cluster"] = run_cluster_bench(root, args.cluster_seconds, args.cluster_repeat)
         return report
 
 
@@ -181,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     if "s3" in report:
         print()
         print(render_s3_table(report["s3"]))
+    if "cluster" in report:
+        print()
+        print(render_cluster_table(report["cluster"]))
     print()
     write_json(report)
     return 0

@@ -27,6 +27,7 @@ class Watcher:
     token: str
     stop_after: tuple[str, ...] = FINAL
     timeout: float = 60.0
+    headers: dict[str, str] = field(default_factory=dict)  # sent with the GET
     status: int = 0
     arrivals: list[Arrival] = field(default_factory=list)
     started: threading.Event = field(default_factory=threading.Event)
@@ -42,7 +43,7 @@ class Watcher:
 
     def _run(self) -> None:
         try:
-            headers = {"Authorization": f"Bearer {self.token}"}
+            headers = {**self.headers, "Authorization": f"Bearer {self.token}"}
             with httpx.stream("GET", self.url, headers=headers, timeout=self.timeout) as response:
                 self.status = response.status_code
                 if response.status_code != 200:
