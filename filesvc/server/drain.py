@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import signal
 import threading
 from types import FrameType
@@ -17,8 +16,8 @@ from types import FrameType
 from uvicorn import Server
 
 logger = logging.getLogger(__name__)
-# Once nothing but event streams is left, how long uvicorn waits before cutting them.
-STREAMS_LINGER_SECONDS = 1
+# For requests cut at the end to clean up (remove temp files, abort S3 uploads).
+CLEANUP_SECONDS = 5
 
 
 class Drain:
@@ -60,8 +59,6 @@ class Drain:
         self._task = asyncio.create_task(self._drain(server, sig))
 
     async def _drain(self, server: Server, sig: int) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.grace
         logger.info(
             "SIGTERM: not ready; %d request(s) in flight get up to %gs to finish",
             self.in_flight,
@@ -73,6 +70,13 @@ class Drain:
                 await asyncio.wait_for(self._idle.wait(), self.grace)
         if self.in_flight:
             logger.warning("grace period over: cutting %d request(s) in flight", self.in_flight)
-        remaining = max(0.0, deadline - loop.time())
-        server.config.timeout_graceful_shutdown = math.ceil(min(remaining, STREAMS_LINGER_SECONDS))
+        # What is left (event streams, late requests) is cut as if its client had gone:
+        # each request's own disconnect handling cleans up, rather than a cancellation
+        # out of uvicorn that would end each in a traceback. Idle connections, and those
+        # still flushing a finished response, are left to uvicorn's orderly close.
+        for connection in list(server.server_state.connections):
+            cycle = getattr(connection, "cycle", None)
+            if cycle is not None and not cycle.response_complete:
+                connection.transport.abort()
+        server.config.timeout_graceful_shutdown = CLEANUP_SECONDS
         server.handle_exit(sig, None)
