@@ -26,7 +26,12 @@ from filesvc.events.router import router as events_router
 from filesvc.files.router import router as files_router
 from filesvc.middleware import RequestContextMiddleware
 from filesvc.observability import router as metrics_router
-from filesvc.observability.metrics import Metrics, forget_dead_processes, multiprocess_dir
+from filesvc.observability.metrics import (
+    Metrics,
+    forget_dead_processes,
+    multiprocess_dir,
+    route_templates,
+)
 from filesvc.server.drain import Drain
 from filesvc.sharing.router import SHARED_SEGMENT
 from filesvc.sharing.router import router as sharing_router
@@ -157,6 +162,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(metrics_router.router)
     install_web(app)
+    app.state.metrics.route_templates = route_templates(app.routes)
 
     if settings.cors_origins:
         # Bearer tokens, not cookies: credentials stay off, so even `*` never pairs with them.

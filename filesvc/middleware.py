@@ -140,7 +140,7 @@ class RequestContextMiddleware:
             if gauge_download:
                 metrics.transfers.labels("download").dec()
             duration = time.perf_counter() - started
-            route = route_label(scope)
+            route = route_label(scope, metrics.route_templates)
             method = scope["method"]
             metrics.requests.labels(method, route, str(status_code)).inc()
             metrics.latency.labels(method, route).observe(duration)

@@ -15,8 +15,10 @@ import asyncio
 import glob
 import os
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from fastapi.routing import iter_route_contexts
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -27,14 +29,21 @@ from prometheus_client import (
     multiprocess,
 )
 from starlette.requests import ClientDisconnect
-from starlette.routing import Mount
+from starlette.routing import BaseRoute
 from starlette.types import Scope
 
 from filesvc.errors import AppError, BodyTimeout
 from filesvc.files.errors import ChecksumMismatch, UploadIncomplete
 from filesvc.storage.base import StorageError
 
-__all__ = ["CONTENT_TYPE_LATEST", "UNMATCHED", "Metrics", "route_label", "upload_outcome"]
+__all__ = [
+    "CONTENT_TYPE_LATEST",
+    "UNMATCHED",
+    "Metrics",
+    "route_label",
+    "route_templates",
+    "upload_outcome",
+]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Requests that matched no route share one label, so random paths cannot add series.
@@ -52,6 +61,7 @@ class Metrics:
         # A registry per app: tests build many apps in one process. In multiprocess mode
         # the values live in files and a scrape reads those instead (see `render`).
         self.registry = CollectorRegistry(auto_describe=True)
+        self.route_templates: dict[int, str] = {}  # filled once the app has its routes
         registry = self.registry
         self.requests = Counter(
             "filesvc_http_requests",
@@ -111,13 +121,22 @@ def _collect_all_processes() -> bytes:
     return generate_latest(registry)
 
 
-def route_label(scope: Scope) -> str:
+def route_templates(routes: Sequence[BaseRoute]) -> dict[int, str]:
+    """Each route's full template, by the route's id: a route of an included router only
+    knows its own part (`/files/{file_id}`), not the prefixes it was included under."""
+    templates = {}
+    for context in iter_route_contexts(routes):
+        if context.path_format is not None:  # a Mount's ends in /{path}
+            templates[id(context.original_route)] = context.path_format
+    return templates
+
+
+def route_label(scope: Scope, templates: Mapping[int, str]) -> str:
     """The matched route's template (`/api/v1/files/{file_id}`), never the raw path."""
     route = scope.get("route")
-    template = getattr(route, "path_format", None)
-    if not isinstance(template, str):
+    if route is None:
         return UNMATCHED
-    return f"{template}/{{path}}" if isinstance(route, Mount) else template
+    return templates.get(id(route), UNMATCHED)
 
 
 def upload_outcome(exc: BaseException | None) -> str:
