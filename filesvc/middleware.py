@@ -121,7 +121,7 @@ class RequestContextMiddleware:
                     metrics.event_streams.inc()
                 elif state.get(DIRECTION_STATE) == "download" and status_code < 300:
                     gauge_download = True
-                    metrics.transfers.labels("download").inc()
+                    metrics.downloads_active.inc()
             elif message["type"] == "http.response.body":
                 size = len(message.get("body", b""))
                 if size:
@@ -138,12 +138,11 @@ class RequestContextMiddleware:
             if gauge_stream:
                 metrics.event_streams.dec()
             if gauge_download:
-                metrics.transfers.labels("download").dec()
+                metrics.downloads_active.dec()
             duration = time.perf_counter() - started
             route = route_label(scope, metrics.route_templates)
             method = scope["method"]
-            metrics.requests.labels(method, route, str(status_code)).inc()
-            metrics.latency.labels(method, route).observe(duration)
+            metrics.observe_request(method, route, status_code, duration)
             path = self._redacted(_loggable_path(scope))
             client = _client(scope)
             access_log.info(

@@ -49,6 +49,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Requests that matched no route share one label, so random paths cannot add series.
 UNMATCHED = "unmatched"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _LIVE_GAUGE_FILE = re.compile(r"^gauge_live\w+_(\d+)\.db$")
 
 
@@ -108,6 +109,26 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+
+        self.uploads_active = self.transfers.labels("upload")
+        self.downloads_active = self.transfers.labels("download")
+        # labels() takes a lock and builds a key each time: the request path keeps the
+        # children it has used (a bounded set: methods, templates and statuses).
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        if method not in METHODS:
+            method = "other"  # any token is a valid method: a client must not add series
+        key = (method, route, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     async def render(self) -> bytes:
         if multiprocess_dir() is None:

@@ -84,7 +84,7 @@ async def upload_tracker(
     """Every upload route goes through here: it is also where uploads are counted, as
     active while the route runs and then by outcome."""
     metrics = context.metrics
-    active = metrics.transfers.labels("upload")
+    active = metrics.uploads_active
     active.inc()
     outcome: BaseException | None = None
     try:
