@@ -5,6 +5,7 @@ is cut after its timeout (set short here), and nothing is left behind."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from collections.abc import Iterator
@@ -200,6 +201,36 @@ def test_an_event_stream_whose_client_stops_reading_is_dropped(
             lambda: value(scrape(server), "filesvc_event_streams_active") == streams_before,
             timeout=CUT_DEADLINE,
             what="the stalled stream to be dropped",
+        )
+        closed_by_server(sock, within=CUT_DEADLINE)
+    server.assert_serving()
+
+
+def test_a_download_whose_client_stops_reading_is_dropped(
+    server: RunningServer, editor: User
+) -> None:
+    data = os.urandom(32 * MiB)
+    with server.client(editor.token, timeout=60) as client:
+        created = client.put("/api/v1/files/raw/stalled-download.bin", content=data)
+    assert created.status_code == 201, created.text
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(CUT_DEADLINE)
+    sock.connect((server.host, server.port))
+    with sock:
+        auth = [("Authorization", f"Bearer {editor.token}")]
+        sock.sendall(request_head("GET", created.json()["content_url"], auth))
+        assert read_response(sock, to_head=True).status == 200
+        # Being sent, then stuck on a client that reads nothing, then dropped.
+        wait_for(
+            lambda: value(scrape(server), "filesvc_transfers_active", direction="download") == 1,
+            timeout=10,
+            what="the download to be counted",
+        )
+        wait_for(
+            lambda: value(scrape(server), "filesvc_transfers_active", direction="download") == 0,
+            timeout=CUT_DEADLINE,
+            what="the stalled download to be dropped",
         )
         closed_by_server(sock, within=CUT_DEADLINE)
     server.assert_serving()
