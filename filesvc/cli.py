@@ -5,24 +5,54 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import logging
+import logging.config
+import math
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from filesvc.config import Settings
 
 
-def _configure_logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("FILESVC_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    # It warns about every malformed body: client input, already answered with a 400.
-    logging.getLogger("python_multipart").setLevel(logging.ERROR)
+def _logging_config(settings: Settings) -> dict[str, Any]:
+    from filesvc.observability.logs import logging_config
+
+    return logging_config(settings.log_format, os.environ.get("FILESVC_LOG_LEVEL", "INFO"))
+
+
+# prometheus_client's name; not imported from it, since importing it reads the variable.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextmanager
+def _metrics_dir(workers: int) -> Iterator[None]:
+    """With several workers, a directory where each writes its metrics for any of them to
+    report the sum (prometheus_client's multiprocess mode): PROMETHEUS_MULTIPROC_DIR if
+    set, emptied first, else a fresh one removed at exit. Set before any import of
+    prometheus_client, which reads it once."""
+    if workers < 2 and MULTIPROC_ENV not in os.environ:
+        yield
+        return
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    directory = tempfile.mkdtemp(prefix="filesvc-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    try:
+        yield
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def cmd_migrate(settings: Settings, _: argparse.Namespace) -> int:
@@ -38,6 +68,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
     from filesvc.auth.security import load_or_create_secret_key
+    from filesvc.server.protocol import protocol_class
 
     if args.workers > 1 and not settings.redis_url:
         print(
@@ -53,18 +84,23 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
             return migrated.returncode
     if settings.secret_key is None:
         load_or_create_secret_key(settings.data_dir)  # before workers race to create it
-    uvicorn.run(
-        "filesvc.main:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        # Our own middleware logs requests without query strings (tokens may be there).
-        access_log=False,
-        log_config=None,
-        proxy_headers=True,
-        timeout_graceful_shutdown=30,
-    )
+    with _metrics_dir(args.workers):
+        uvicorn.run(
+            "filesvc.main:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            # Closes connections whose request head or reading of a response stalls.
+            http=protocol_class(),
+            # Our own middleware logs requests without query strings (tokens may be there).
+            access_log=False,
+            # Applied again in each worker process, so they all log the same way.
+            log_config=_logging_config(settings),
+            proxy_headers=True,
+            # The app drains first on SIGTERM (server/drain.py); this bounds other stops.
+            timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_seconds),
+        )
     return 0
 
 
@@ -176,7 +212,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_logging()
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -185,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             name = "FILESVC_" + "_".join(str(part) for part in error["loc"]).upper()
             print(f"filesvc: invalid configuration: {name}: {error['msg']}", file=sys.stderr)
         return 2
+    logging.config.dictConfig(_logging_config(settings))
     handler = args.handler
     return int(handler(settings, args))
 

@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     max_stream_seconds: int = Field(default=3600, gt=0)
     sse_retry_ms: int = Field(default=2000, ge=0)
     events_replay_window: int = Field(default=10000, gt=0)
+    # Operations: metrics, logs, slow clients, shutdown.
+    metrics_token: SecretStr | None = None
+    log_format: Literal["text", "json"] = "text"
+    body_idle_timeout_seconds: float = Field(default=60.0, gt=0)
+    header_timeout_seconds: float = Field(default=30.0, gt=0)
+    send_timeout_seconds: float = Field(default=60.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
     _split = field_validator("allowed_content_types", "cors_origins", mode="before")(_split_commas)
 

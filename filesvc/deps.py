@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from filesvc.config import Settings
 from filesvc.db import Database
 from filesvc.events.feed import FileFeed
+from filesvc.observability.metrics import Metrics
+from filesvc.server.drain import Drain
 from filesvc.storage.base import Storage
 from filesvc.transfers.broker import EventBroker
 from filesvc.transfers.service import TransferHub
@@ -30,6 +32,8 @@ class AppContext:
     transfers: TransferHub
     feed: FileFeed
     streams: StreamLimiter
+    metrics: Metrics
+    drain: Drain
 
 
 def get_context(request: Request) -> AppContext:

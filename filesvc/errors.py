@@ -83,6 +83,19 @@ class RangeNotSatisfiable(AppError):
         super().__init__(headers={"Content-Range": f"bytes */{size}"})
 
 
+class BodyTimeout(StarletteHTTPException):
+    """The request body stopped arriving. A Starlette HTTPException, so FastAPI's own body
+    parsing lets it through rather than turning it into a 400; the connection is closed,
+    since the rest of the body can no longer be told apart from a next request."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(
+            408,
+            f"The request body stopped arriving for {seconds:g} seconds.",
+            headers={"Connection": "close"},
+        )
+
+
 class ErrorBody(BaseModel):
     """The shape of every error reply (422 keeps FastAPI's list in `detail`)."""
 

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from filesvc.deps import ContextDep
 from filesvc.storage.base import StorageError
+from filesvc.storage.errors import count_storage_error
 from filesvc.transfers.broker import BrokerUnavailable
 
 logger = logging.getLogger(__name__)
@@ -20,7 +21,18 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(context: ContextDep) -> JSONResponse:
+async def readyz(request: Request, context: ContextDep) -> JSONResponse:
+    if context.drain.draining:
+        # Stopping: finishing what is in flight, taking nothing new. Checked first, so a
+        # load balancer hears it at once, whatever the backends say.
+        return JSONResponse(
+            {
+                "detail": "Not ready: shutting down.",
+                "code": "shutting_down",
+                "failed": ["shutting_down"],
+            },
+            status_code=503,
+        )
     failed: list[str] = []
     try:
         async with context.db.engine.connect() as connection:
@@ -32,6 +44,7 @@ async def readyz(context: ContextDep) -> JSONResponse:
         await context.storage.check()
     except StorageError:
         logger.warning("readiness: storage check failed", exc_info=True)
+        count_storage_error(request, "check")
         failed.append("storage")
     if context.settings.redis_url:
         try:

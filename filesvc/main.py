@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import mimetypes
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import multiprocess
 
 from filesvc import health
 from filesvc.allocator import return_big_buffers_to_the_os
@@ -23,6 +25,14 @@ from filesvc.events.feed import FileFeed
 from filesvc.events.router import router as events_router
 from filesvc.files.router import router as files_router
 from filesvc.middleware import RequestContextMiddleware
+from filesvc.observability import router as metrics_router
+from filesvc.observability.metrics import (
+    Metrics,
+    forget_dead_processes,
+    multiprocess_dir,
+    route_templates,
+)
+from filesvc.server.drain import Drain
 from filesvc.sharing.router import SHARED_SEGMENT
 from filesvc.sharing.router import router as sharing_router
 from filesvc.storage.base import Storage, StorageError
@@ -90,6 +100,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     mimetypes.init()  # reads the system's type tables now, not on the first upload
     return_big_buffers_to_the_os()
+    metrics_dir = multiprocess_dir()
+    if metrics_dir is not None:
+        forget_dead_processes(metrics_dir)
+    drain: Drain = app.state.drain
     db = Database(settings.resolved_database_url)
     storage = build_storage(settings)
     broker = None
@@ -107,9 +121,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             transfers=TransferHub(broker, settings),
             feed=FileFeed(broker, db, settings.events_replay_window),
             streams=StreamLimiter(settings.max_streams_per_user),
+            metrics=app.state.metrics,
+            drain=drain,
         )
+        drain.install()
         yield
     finally:
+        if metrics_dir is not None:
+            multiprocess.mark_process_dead(os.getpid(), metrics_dir)  # type: ignore[no-untyped-call]
         if broker is not None:
             await broker.aclose()
         await storage.aclose()
@@ -125,6 +144,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.drain = Drain(settings.shutdown_grace_seconds)
     install_error_handlers(app)
     install_storage_error_handlers(app)
     install_transfer_error_handlers(app)
@@ -139,7 +160,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(events_router)
     app.include_router(api)
     app.include_router(health.router)
+    app.include_router(metrics_router.router)
     install_web(app)
+    app.state.metrics.route_templates = route_templates(app.routes)
 
     if settings.cors_origins:
         # Bearer tokens, not cookies: credentials stay off, so even `*` never pairs with them.
@@ -153,5 +176,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(TransferMiddleware)
-    app.add_middleware(RequestContextMiddleware, secret_after=(SHARED_SEGMENT,))
+    app.add_middleware(
+        RequestContextMiddleware,
+        metrics=app.state.metrics,
+        drain=app.state.drain,
+        body_idle_timeout=settings.body_idle_timeout_seconds,
+        secret_after=(SHARED_SEGMENT,),
+    )
     return app

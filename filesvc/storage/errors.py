@@ -15,7 +15,19 @@ logger = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 5
 
 
-async def _storage_error(_: Request, exc: Exception) -> JSONResponse:
+# The operation a failing request was doing, for the storage error counter.
+_OPERATIONS = {"GET": "read", "HEAD": "read", "POST": "write", "PUT": "write", "DELETE": "delete"}
+
+
+def count_storage_error(request: Request, operation: str | None = None) -> None:
+    context = getattr(request.app.state, "context", None)
+    if context is not None:
+        operation = operation or _OPERATIONS.get(request.method, "other")
+        context.metrics.storage_errors.labels(context.storage.name, operation).inc()
+
+
+async def _storage_error(request: Request, exc: Exception) -> JSONResponse:
+    count_storage_error(request)
     if isinstance(exc, ObjectNotFound):
         # A row whose blob is gone: a server-side fault, not the client's.
         logger.error("blob missing for a committed file: %s", exc)

@@ -17,6 +17,8 @@ from filesvc.auth.dependencies import (
     user_for_token,
 )
 from filesvc.deps import ContextDep, SessionDep, TransfersDep
+from filesvc.middleware import DIRECTION_STATE
+from filesvc.observability.metrics import upload_outcome
 from filesvc.transfers.errors import InvalidTransferId, StreamOver
 from filesvc.transfers.schemas import TRANSFER_ID_RE, Direction
 from filesvc.transfers.service import UNTRACKED, Tracker, TransferHub, TransferRecord
@@ -55,6 +57,7 @@ async def _tracked(
     user: User | None,
     direction: Direction,
 ) -> AsyncIterator[Tracker]:
+    request.scope.setdefault("state", {})[DIRECTION_STATE] = direction
     if transfer_id is None or request.method == "HEAD":
         yield UNTRACKED
         return
@@ -72,10 +75,27 @@ async def _tracked(
 
 
 async def upload_tracker(
-    request: Request, user: CurrentUser, hub: TransfersDep, transfer_id: TransferId
+    request: Request,
+    user: CurrentUser,
+    context: ContextDep,
+    hub: TransfersDep,
+    transfer_id: TransferId,
 ) -> AsyncIterator[Tracker]:
-    async with _tracked(request, hub, transfer_id, user, "upload") as tracker:
-        yield tracker
+    """Every upload route goes through here: it is also where uploads are counted, as
+    active while the route runs and then by outcome."""
+    metrics = context.metrics
+    active = metrics.uploads_active
+    active.inc()
+    outcome: BaseException | None = None
+    try:
+        async with _tracked(request, hub, transfer_id, user, "upload") as tracker:
+            yield tracker
+    except BaseException as exc:
+        outcome = exc
+        raise
+    finally:
+        active.dec()
+        metrics.uploads.labels(upload_outcome(outcome)).inc()
 
 
 async def download_tracker(

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,7 @@ from tests.seaweedfs import REGION, pending_uploads, s3_client, stored_keys
 
 ADMIN = "admin"
 TRACEBACK = "Traceback (most recent call last)"
-STARTUP_DEADLINE = 30.0
+STARTUP_DEADLINE = 60.0  # two cores shared with other jobs: starts can be slow
 SHUTDOWN_DEADLINE = 15.0
 MiB = 1024 * 1024
 # FILESVC_MAX_UPLOAD_BYTES of the `limited_server` fixture.
@@ -179,9 +179,14 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _wait_healthy(process: subprocess.Popen[bytes], base_url: str, stderr_path: Path) -> bool:
+def _wait_healthy(
+    process: subprocess.Popen[bytes],
+    base_url: str,
+    stderr_path: Path,
+    startup_deadline: float = STARTUP_DEADLINE,
+) -> bool:
     """True once /healthz answers 200; False if the process exits first."""
-    deadline = time.monotonic() + STARTUP_DEADLINE
+    deadline = time.monotonic() + startup_deadline
     with httpx.Client(base_url=base_url, timeout=1.0) as client:
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -194,7 +199,7 @@ def _wait_healthy(process: subprocess.Popen[bytes], base_url: str, stderr_path: 
             time.sleep(0.05)
     stop_process(process)
     pytest.fail(
-        f"server did not answer /healthz within {STARTUP_DEADLINE:.0f}s:\n"
+        f"server did not answer /healthz within {startup_deadline:.0f}s:\n"
         + stderr_path.read_text(errors="replace")[-4000:]
     )
 
@@ -225,8 +230,13 @@ def login(base_url: str, username: str, password: str) -> str:
 
 
 @contextmanager
-def run_server(root: Path, extra_env: Mapping[str, str] | None = None) -> Iterator[RunningServer]:
-    """Run `python -m filesvc serve` on a free port with its data in `root/data`.
+def run_server(
+    root: Path,
+    extra_env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
+    startup_deadline: float = STARTUP_DEADLINE,
+) -> Iterator[RunningServer]:
+    """Run `python -m filesvc serve [args]` on a free port with its data in `root/data`.
 
     On exit the process gets SIGTERM (then SIGKILL); the test fails if it had to be
     killed or if its stderr holds a traceback not yet reported by a per-test check.
@@ -247,14 +257,24 @@ def run_server(root: Path, extra_env: Mapping[str, str] | None = None) -> Iterat
         port = free_port(host)
         with stdout_path.open("ab") as out, stderr_path.open("ab") as err:
             process = subprocess.Popen(
-                [sys.executable, "-m", "filesvc", "serve", "--host", host, "--port", str(port)],
+                [
+                    sys.executable,
+                    "-m",
+                    "filesvc",
+                    "serve",
+                    "--host",
+                    host,
+                    "--port",
+                    str(port),
+                    *args,
+                ],
                 cwd=root,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
             )
-        if _wait_healthy(process, f"http://{host}:{port}", stderr_path):
+        if _wait_healthy(process, f"http://{host}:{port}", stderr_path, startup_deadline):
             break
         process.wait()
         if "address already in use" not in stderr_path.read_text(errors="replace").lower():

@@ -1,0 +1,1 @@
+"""How `filesvc serve` runs uvicorn: connection deadlines and the graceful drain."""
