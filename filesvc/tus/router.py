@@ -3,6 +3,8 @@ the offset, PATCH for a chunk, DELETE to terminate. The work is in tus/service.p
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request, Response, status
 
 from filesvc.deps import SessionDep
@@ -21,7 +23,9 @@ router = APIRouter(prefix="/uploads", tags=["uploads (tus)"], responses=error_re
 
 UPLOADS_PATH = "/api/v1/uploads"
 # Not an IANA status, so not in HTTPStatus: the tus checksum extension's own.
-CHECKSUM_MISMATCH = {460: {"model": ErrorBody, "description": "Checksum Mismatch"}}
+CHECKSUM_MISMATCH: dict[int | str, dict[str, Any]] = {
+    460: {"model": ErrorBody, "description": "Checksum Mismatch"}
+}
 
 
 def upload_url(upload_id: str) -> str:

@@ -24,8 +24,9 @@ async def create(
     client: httpx.AsyncClient,
     account: Account,
     length: int | None,
+    *,
     headers: dict[str, str] | None = None,
-    **meta: str,
+    meta: dict[str, str] | None = None,
 ) -> httpx.Response:
     sizing = {"Upload-Length": str(length)} if length is not None else {"Upload-Defer-Length": "1"}
     extra = {"Upload-Metadata": metadata(**meta)} if meta else {}
@@ -37,7 +38,7 @@ async def create(
 async def created(
     client: httpx.AsyncClient, account: Account, length: int | None, **meta: str
 ) -> str:
-    response = await create(client, account, length, **meta)
+    response = await create(client, account, length, meta=meta)
     assert response.status_code == 201, response.text
     return response.headers["location"]
 

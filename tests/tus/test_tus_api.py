@@ -65,10 +65,12 @@ async def test_upload_in_chunks_becomes_a_file(
         client,
         editor,
         len(data),
-        filename="movie.mp4",
-        filetype="video/mp4",
-        visibility="internal",
-        project="apollo",
+        meta={
+            "filename": "movie.mp4",
+            "filetype": "video/mp4",
+            "visibility": "internal",
+            "project": "apollo",
+        },
     )
     assert response.status_code == 201, response.text
     url = response.headers["location"]
@@ -150,7 +152,7 @@ async def test_creation_with_upload_and_deferred_length(
 
 
 async def test_empty_upload_is_a_file_at_once(client: httpx.AsyncClient, editor: Account) -> None:
-    response = await create(client, editor, 0, filename="empty.bin")
+    response = await create(client, editor, 0, meta={"filename": "empty.bin"})
     assert response.status_code == 201, response.text
     file = (await client.get(response.headers["x-file-location"], headers=editor.headers)).json()
     assert file["size"] == 0
