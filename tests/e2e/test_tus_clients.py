@@ -4,6 +4,7 @@ killed with SIGKILL between chunks are both resumed from HEAD's offset."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -34,7 +35,8 @@ from .server import (
     snapshot,
     wait_for,
 )
-from .wire import connect, request_head, reset_close
+from .watch import Watcher
+from .wire import PartialSender, connect, request_head, reset_close
 
 pytestmark = pytest.mark.e2e
 
@@ -203,3 +205,93 @@ def test_sigkill_between_chunks_then_resume(
         assert uploader.request is not None
         file_id = uploader.request.response_headers["x-file-id"]
         _check_stored(restarted, before, file_id, big_file)
+
+
+def _patch(
+    server: RunningServer, token: str, location: str, offset: int, data: bytes
+) -> httpx.Response:
+    with server.client(token) as client:
+        return client.patch(
+            location,
+            content=data,
+            headers={
+                **TUS,
+                "Content-Type": "application/offset+octet-stream",
+                "Upload-Offset": str(offset),
+            },
+        )
+
+
+def _create(server: RunningServer, token: str, length: int) -> str:
+    with server.client(token) as client:
+        created = client.post("/api/v1/uploads", headers={**TUS, "Upload-Length": str(length)})
+    assert created.status_code == 201, created.text
+    location: str = created.headers["location"]
+    return location
+
+
+def test_two_patches_at_once_one_gets_423(server: RunningServer, editor: User) -> None:
+    data = os.urandom(16 * MiB)
+    location = _create(server, editor.token, len(data))
+    head = request_head(
+        "PATCH",
+        location,
+        [
+            ("Authorization", f"Bearer {editor.token}"),
+            ("Tus-Resumable", "1.0.0"),
+            ("Content-Type", "application/offset+octet-stream"),
+            ("Upload-Offset", "0"),
+            ("Content-Length", str(len(data))),
+        ],
+    )
+    pieces = [data[i : i + MiB] for i in range(0, len(data), MiB)]
+    sock = connect(server)
+    with PartialSender(sock, head, pieces, stop_after=6 * MiB) as slow:
+        # An empty PATCH at offset 0 is harmless if it wins; it must lose once the slow one
+        # holds the upload.
+        wait_for(
+            lambda: _patch(server, editor.token, location, 0, b"").status_code == 423,
+            timeout=20,
+            what="a second PATCH to be refused while the first is writing",
+        )
+        refused = _patch(server, editor.token, location, 0, data[:MiB])
+        assert refused.status_code == 423
+        assert refused.json()["code"] == "upload_locked"
+        assert slow.error is None
+    reset_close(sock)
+    url = server.url(location)
+    wait_for(
+        lambda: _head_offset(server, url, editor.token) > 0,
+        timeout=20,
+        what="the cut PATCH to commit what it received",
+    )
+    offset = _head_offset(server, url, editor.token)
+    done = _patch(server, editor.token, location, offset, data[offset:])
+    assert done.status_code == 204, done.text
+    file = server.get_file(done.headers["x-file-id"])
+    assert file["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_progress_of_an_upload_over_sse(server: RunningServer, editor: User) -> None:
+    data = os.urandom(12 * MiB)
+    location = _create(server, editor.token, len(data))
+    upload_id = location.rsplit("/", 1)[1]
+    watcher = Watcher(server.url(f"/api/v1/transfers/{upload_id}/events"), editor.token).start()
+    first = _patch(server, editor.token, location, 0, data[: 6 * MiB])
+    assert first.status_code == 204
+    assert first.headers["x-transfer-id"] == upload_id
+    last = _patch(server, editor.token, location, 6 * MiB, data[6 * MiB :])
+    assert last.status_code == 204
+    events = watcher.join()
+    progress = [e.data for e in events if e.event == "progress"]
+    counts = [p["bytes"] for p in progress]
+    assert counts == sorted(counts)
+    assert counts[-1] == len(data)
+    assert all(p["total"] == len(data) for p in progress if p["state"] == "receiving")
+    assert any(0 < c < len(data) for c in counts), counts
+    final = events[-1]
+    assert final.event == "complete"
+    body = final.data
+    assert body["file"]["id"] == last.headers["x-file-id"]
+    assert body["file"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert body["bytes"] == len(data)
