@@ -373,3 +373,88 @@ async def test_gc_removes_expired_uploads_bytes_and_rows(
         assert _stored(settings)
         assert all(key in path for path in _stored(settings)), _stored(settings)
     assert (await offset_of(client, editor, fresh)) == 6 * MiB + 1024
+
+
+async def test_a_lease_held_elsewhere_is_423_until_it_expires(
+    client: httpx.AsyncClient, editor: Account, app: object
+) -> None:
+    """The lease lives in the row: another instance holding it (here: claimed directly in
+    the database) refuses this one's PATCH; once it expires, the PATCH goes through."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from filesvc.db import utcnow
+    from filesvc.tus import lease
+
+    context: AppContext = app.state.context  # type: ignore[attr-defined]
+    data = os.urandom(MiB)
+    url = await created(client, editor, len(data))
+    upload_id = url.rsplit("/", 1)[1]
+    async with context.db.session() as session:
+        assert await lease.claim(session, upload_id) is not None
+    async with context.db.session() as session:
+        assert await lease.claim(session, upload_id) is None  # one holder at a time
+    refused = await patch(client, editor, url, 0, data)
+    assert refused.status_code == 423
+    assert refused.json()["code"] == "upload_locked"
+    assert await offset_of(client, editor, url) == 0
+
+    async with context.db.session() as session:
+        await session.execute(
+            update(TusUpload).values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    done = await patch(client, editor, url, 0, data)
+    assert done.status_code == 204, done.text
+    file = (await client.get(done.headers["x-file-location"], headers=editor.headers)).json()
+    assert file["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+async def test_bytes_past_the_offset_after_a_crash_are_cut_back(
+    client: httpx.AsyncClient, editor: Account, settings: Settings, app: object
+) -> None:
+    """A process killed mid-chunk leaves a partial file longer than the committed offset
+    (local disk) or parts no row names (S3); the next PATCH starts at the offset."""
+    data = os.urandom(8 * MiB)
+    url = await created(client, editor, len(data))
+    assert (await patch(client, editor, url, 0, data[: 3 * MiB])).status_code == 204
+    if settings.storage == "local":
+        [partial] = (settings.resolved_storage_dir / ".tus").iterdir()
+        with partial.open("ab") as f:
+            f.write(b"junk that was never committed" * 1000)
+    assert await offset_of(client, editor, url) == 3 * MiB
+    done = await patch(client, editor, url, 3 * MiB, data[3 * MiB :])
+    assert done.status_code == 204, done.text
+    file = (await client.get(done.headers["x-file-location"], headers=editor.headers)).json()
+    assert file["size"] == len(data)
+    assert file["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+async def test_hash_is_recomputed_when_this_process_did_not_see_every_chunk(
+    client: httpx.AsyncClient, editor: Account, app: object
+) -> None:
+    """A restart (or another worker) loses the running SHA-256: it is read back at the end."""
+    from filesvc.tus.service import TusRuntime
+
+    runtime: TusRuntime = app.state.tus  # type: ignore[attr-defined]
+    data = os.urandom(7 * MiB)
+    url = await created(client, editor, len(data))
+    assert (await patch(client, editor, url, 0, data[: 6 * MiB])).status_code == 204
+    runtime.hashes.forget(url.rsplit("/", 1)[1])
+    done = await patch(client, editor, url, 6 * MiB, data[6 * MiB :])
+    assert done.status_code == 204, done.text
+    file = (await client.get(done.headers["x-file-location"], headers=editor.headers)).json()
+    assert file["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+async def test_deferred_length_over_the_quota_is_413(
+    client: httpx.AsyncClient, editor: Account, settings: Settings
+) -> None:
+    settings.user_quota_bytes = 2 * MiB
+    url = await created(client, editor, None)
+    response = await patch(client, editor, url, 0, os.urandom(3 * MiB))
+    assert response.status_code == 413
+    assert await offset_of(client, editor, url) == 0
+    over = await create(client, editor, 3 * MiB)
+    assert over.status_code == 413
+    assert over.json()["code"] == "quota_exceeded"
