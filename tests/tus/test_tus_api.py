@@ -458,3 +458,38 @@ async def test_deferred_length_over_the_quota_is_413(
     over = await create(client, editor, 3 * MiB)
     assert over.status_code == 413
     assert over.json()["code"] == "quota_exceeded"
+
+
+async def test_gc_removes_orphan_partial_files_on_local_disk(
+    client: httpx.AsyncClient, editor: Account, settings: Settings, app: object
+) -> None:
+    from datetime import timedelta
+
+    from filesvc.tus.expiry import remove_orphan_partials
+
+    context: AppContext = app.state.context  # type: ignore[attr-defined]
+    url = await created(client, editor, 10 * MiB)
+    assert (await patch(client, editor, url, 0, os.urandom(MiB))).status_code == 204
+    if settings.storage != "local":
+        assert await remove_orphan_partials(context.db, context.storage) == []
+        return
+    tus_dir = settings.resolved_storage_dir / ".tus"
+    orphan = tus_dir / "0123456789abcdef0123456789abcdef.part"
+    orphan.write_bytes(b"left by a crash")
+    two_hours_ago = orphan.stat().st_mtime - 7200
+    os.utime(orphan, (two_hours_ago, two_hours_ago))
+
+    kept = await remove_orphan_partials(context.db, context.storage, grace=timedelta(hours=3))
+    assert kept == []
+    dry = await remove_orphan_partials(
+        context.db, context.storage, grace=timedelta(hours=1), dry_run=True
+    )
+    assert dry == [orphan.name]
+    assert orphan.exists()
+    removed = await remove_orphan_partials(context.db, context.storage, grace=timedelta(0))
+    assert removed == [orphan.name]
+    assert not orphan.exists()
+    # The live upload's partial file stays, however old.
+    [live] = tus_dir.iterdir()
+    assert await offset_of(client, editor, url) == MiB
+    assert live.stat().st_size == MiB
