@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(default=30.0, gt=0)
     send_timeout_seconds: float = Field(default=60.0, gt=0)
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
+    # tus: an unfinished upload left idle this long expires (404/410; `gc` removes it).
+    tus_expiration_seconds: int = Field(default=86400, gt=0)
 
     _split = field_validator("allowed_content_types", "cors_origins", mode="before")(_split_commas)
 
