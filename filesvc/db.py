@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import String, TypeDecorator
 
@@ -89,8 +89,13 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        # This database's own session class, so session events (auth/cache.py) can be
+        # listened to per database, not for every session in the process.
+        self.session_class: type[Session] = type("DatabaseSession", (Session,), {})
         # expire_on_commit=False: handlers return ORM objects after committing.
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.sessionmaker = async_sessionmaker(
+            self.engine, expire_on_commit=False, sync_session_class=self.session_class
+        )
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

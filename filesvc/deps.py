@@ -9,6 +9,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from filesvc.auth.cache import UserCache
 from filesvc.config import Settings
 from filesvc.db import Database
 from filesvc.events.feed import FileFeed
@@ -30,6 +31,7 @@ class AppContext:
     transfers: TransferHub
     feed: FileFeed
     streams: StreamLimiter
+    users: UserCache
 
 
 def get_context(request: Request) -> AppContext:

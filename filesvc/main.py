@@ -13,6 +13,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from filesvc import health
 from filesvc.allocator import return_big_buffers_to_the_os
 from filesvc.archive.router import router as archive_router
+from filesvc.auth.cache import UserCache
 from filesvc.auth.router import router as auth_router
 from filesvc.auth.security import load_or_create_secret_key
 from filesvc.config import Settings
@@ -98,6 +99,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         admin_password = settings.admin_password
         await ensure_admin(db, admin_password.get_secret_value() if admin_password else None)
         broker = await build_broker(settings.redis_url)
+        users = UserCache(broker)
+        users.watch(db.session_class)
         app.state.context = AppContext(
             settings=settings,
             db=db,
@@ -107,8 +110,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             transfers=TransferHub(broker, settings),
             feed=FileFeed(broker, db, settings.events_replay_window),
             streams=StreamLimiter(settings.max_streams_per_user),
+            users=users,
         )
-        yield
+        async with users.following():
+            yield
     finally:
         if broker is not None:
             await broker.aclose()
