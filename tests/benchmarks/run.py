@@ -3,7 +3,7 @@ then of filesvc on S3 (SeaweedFS) against boto3 direct (see tests/benchmarks/s3.
 
     .venv/bin/python -m tests.benchmarks.run [--size-mib 1024] [--repeat 3] [--nginx-only]
                                              [--tracking-repeat 5] [--subscribers 1000]
-        [--skip-s3 | --s3-only]
+        [--skip-s3 | --s3-only] [--skip-small | --small-only] [--small-seconds 10]
 
 Makes a random test file (temp dir on disk, not tmpfs), starts nginx (foreground child,
 generated config, worker_processes 1, installed with apt-get if missing) and a real
@@ -19,6 +19,10 @@ filesvc file kept for the downloads; the server going first alternates between r
 Then filesvc alone: the raw upload and the download with and without an `X-Transfer-Id`
 (tracking must cost under 10%), and the SSE fan-out (tests/benchmarks/fanout.py): 1,000
 subscribers on one worker watching one upload, with delivery latency and peak RSS.
+
+Then the small requests (tests/benchmarks/small_files.py): wrk against /healthz, a metadata
+read, a 4 KiB download and 4 KiB uploads, on SQLite and PostgreSQL, with one and two
+workers, against copyparty.
 
 Prints the medians (MB/s, 1 MB = 10^6 bytes), the filesvc/nginx ratios and the server's
 peak RSS (max of VmHWM and sampled VmRSS) against the targets, and writes
@@ -50,6 +54,7 @@ from tests.benchmarks.procfs import RssSampler
 from tests.benchmarks.report import build_report, memory_report, render_table, write_json
 from tests.benchmarks.runner import Bench, run_all
 from tests.benchmarks.s3 import render_s3_table, run_s3_bench
+from tests.benchmarks.small_files import render_small_table, run_small_files
 from tests.benchmarks.tracking import run_tracking
 from tests.benchmarks.transfers import filesystem_type, make_test_file
 
@@ -75,6 +80,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-s3", action="store_true", help="no S3 (SeaweedFS) part")
     parser.add_argument("--s3-only", action="store_true", help="only the S3 (SeaweedFS) part")
+    parser.add_argument("--skip-small", action="store_true", help="no small-request part")
+    parser.add_argument("--small-only", action="store_true", help="only the small requests")
+    parser.add_argument(
+        "--small-seconds", type=int, default=10, help="seconds per small-request case (10)"
+    )
     args = parser.parse_args(argv)
     if args.nginx_only:
         args.skip_s3 = True
@@ -129,10 +139,14 @@ def start_servers(
 def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         root = make_workspace(stack, args.tmp_dir)
+        if args.small_only:
+            return {"small_files": run_small_files(root, args.filesvc_bin, args.small_seconds)}
         src, sha256 = make_source(root, args.size_mib)
         report = {} if args.s3_only else local_benchmark(args, root, src, sha256)
         if not args.skip_s3:
             report["s3"] = run_s3_bench(args, root, src, sha256, args.filesvc_bin)
+        if not (args.skip_small or args.s3_only or args.nginx_only):
+            report["small_files"] = run_small_files(root, args.filesvc_bin, args.small_seconds)
         return report
 
 
@@ -181,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     if "s3" in report:
         print()
         print(render_s3_table(report["s3"]))
+    if "small_files" in report:
+        print()
+        print(render_small_table(report["small_files"]))
     print()
     write_json(report)
     return 0
