@@ -83,18 +83,33 @@ def _sqlite_pragmas(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
 
 class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
-        kwargs: dict[str, Any] = {"echo": echo}
-        if not url.startswith("sqlite"):
-            kwargs |= {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
-        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
-        if self.engine.dialect.name == "sqlite":
+        if url.startswith("sqlite"):
+            self.engine: AsyncEngine = create_async_engine(url, echo=echo)
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            writer = reader = self.engine
+        else:
+            # Pooled connections rest in autocommit: the pre-ping is then one round trip
+            # (not BEGIN, ping, ROLLBACK) and a read needs no BEGIN and COMMIT. Sessions
+            # get PostgreSQL's default, READ COMMITTED, for as long as they hold one.
+            self.engine = create_async_engine(
+                url,
+                echo=echo,
+                isolation_level="AUTOCOMMIT",
+                pool_pre_ping=True,
+                pool_size=10,
+                max_overflow=10,
+            )
+            writer = self.engine.execution_options(isolation_level="READ COMMITTED")
+            reader = self.engine
         # This database's own session class, so session events (auth/cache.py) can be
         # listened to per database, not for every session in the process.
         self.session_class: type[Session] = type("DatabaseSession", (Session,), {})
         # expire_on_commit=False: handlers return ORM objects after committing.
         self.sessionmaker = async_sessionmaker(
-            self.engine, expire_on_commit=False, sync_session_class=self.session_class
+            writer, expire_on_commit=False, sync_session_class=self.session_class
+        )
+        self._read_sessionmaker = async_sessionmaker(
+            reader, expire_on_commit=False, sync_session_class=self.session_class
         )
 
     @asynccontextmanager
@@ -107,6 +122,13 @@ class Database:
             except BaseException:
                 await session.rollback()
                 raise
+
+    @asynccontextmanager
+    async def read_session(self) -> AsyncIterator[AsyncSession]:
+        """Yield a session for reads alone: it is closed, never committed, and on PostgreSQL
+        runs in autocommit (each statement sees what is committed when it runs)."""
+        async with self._read_sessionmaker() as session:
+            yield session
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -62,6 +62,11 @@ async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
         yield session
 
 
+async def get_read_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
+    async with context.db.read_session() as session:
+        yield session
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 TransfersDep = Annotated[TransferHub, Depends(get_transfers)]
@@ -70,3 +75,6 @@ FeedDep = Annotated[FileFeed, Depends(get_feed)]
 # commit failure still becomes an error reply and no connection is held while a
 # download or stream runs.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+# For routes that only read (Database.read_session): closed, like SessionDep, before the
+# response is sent.
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]

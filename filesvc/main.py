@@ -99,8 +99,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         admin_password = settings.admin_password
         await ensure_admin(db, admin_password.get_secret_value() if admin_password else None)
         broker = await build_broker(settings.redis_url)
-        users = UserCache(broker)
-        users.watch(db.session_class)
+        users = UserCache(db, broker)
+        users.watch()
         app.state.context = AppContext(
             settings=settings,
             db=db,

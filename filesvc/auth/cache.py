@@ -28,9 +28,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from sqlalchemy import event, inspect
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
+from filesvc.db import Database
 from filesvc.transfers.broker import EventBroker
 from filesvc.users.models import User
 
@@ -48,7 +48,8 @@ def _detached_copy(user: User) -> User:
 
 
 class UserCache:
-    def __init__(self, broker: EventBroker, ttl_seconds: float = TTL_SECONDS) -> None:
+    def __init__(self, db: Database, broker: EventBroker, ttl_seconds: float = TTL_SECONDS) -> None:
+        self._db = db
         self._broker = broker
         self._ttl = ttl_seconds
         self._entries: dict[str, tuple[User, float]] = {}
@@ -66,13 +67,15 @@ class UserCache:
             return None
         return user
 
-    async def load(self, session: AsyncSession, user_id: str) -> User | None:
-        """The user's row from the database, kept for the next requests."""
+    async def load(self, user_id: str) -> User | None:
+        """The user's row from the database (a short read of its own, so no request holds a
+        connection for it), kept for the next requests."""
         generation = self._generation
-        row = await session.get(User, user_id, populate_existing=True)
-        if row is None:
-            return None
-        user = _detached_copy(row)
+        async with self._db.read_session() as session:
+            row = await session.get(User, user_id)
+            if row is None:
+                return None
+            user = _detached_copy(row)
         if generation == self._generation:
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()
@@ -120,10 +123,10 @@ class UserCache:
                     await task
                 await asyncio.gather(*self._publishing, return_exceptions=True)
 
-    def watch(self, session_class: type[Session]) -> None:
-        """Hear of every committed change to a user made through `session_class`."""
-        event.listen(session_class, "after_flush", _collect_changed_users)
-        event.listen(session_class, "after_commit", self._after_commit)
+    def watch(self) -> None:
+        """Hear of every committed change to a user made through the database's sessions."""
+        event.listen(self._db.session_class, "after_flush", _collect_changed_users)
+        event.listen(self._db.session_class, "after_commit", self._after_commit)
 
     def _after_commit(self, session: Session) -> None:
         changed: set[str] | None = session.info.pop(_CHANGED, None)

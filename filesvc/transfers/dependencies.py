@@ -16,7 +16,7 @@ from filesvc.auth.dependencies import (
     QueryToken,
     user_for_token,
 )
-from filesvc.deps import ContextDep, SessionDep, TransfersDep
+from filesvc.deps import ContextDep, TransfersDep
 from filesvc.transfers.errors import InvalidTransferId, StreamOver
 from filesvc.transfers.schemas import TRANSFER_ID_RE, Direction
 from filesvc.transfers.service import UNTRACKED, Tracker, TransferHub, TransferRecord
@@ -81,7 +81,6 @@ async def upload_tracker(
 async def download_tracker(
     request: Request,
     context: ContextDep,
-    session: SessionDep,
     hub: TransfersDep,
     transfer_id: TransferId,
     token: HeaderToken,
@@ -92,7 +91,7 @@ async def download_tracker(
     The caller is looked up only for a tracked download (its owner): share links and
     public files need no token, and an untracked request must not start needing one."""
     token = token or access_token
-    user = await user_for_token(token, context, session) if transfer_id and token else None
+    user = await user_for_token(token, context) if transfer_id and token else None
     async with _tracked(request, hub, transfer_id, user, "download") as tracker:
         yield tracker
 

@@ -147,16 +147,18 @@ async def test_a_newer_token_is_not_refused_by_an_older_entry(
 
 async def test_a_load_overtaken_by_a_change_is_not_kept(app: FastAPI, admin: Account) -> None:
     context: AppContext = app.state.context
-    async with context.db.sessionmaker() as session:
-        # The change lands while the row is being read (between query and result).
-        def changed_meanwhile(_: ORMExecuteState) -> None:
-            context.users.invalidate(admin.id)
 
-        event.listen(session.sync_session, "do_orm_execute", changed_meanwhile)
-        loaded = await context.users.load(session, admin.id)
+    # The change lands while the row is being read (between query and result).
+    def changed_meanwhile(_: ORMExecuteState) -> None:
+        context.users.invalidate(admin.id)
+
+    event.listen(context.db.session_class, "do_orm_execute", changed_meanwhile)
+    try:
+        loaded = await context.users.load(admin.id)
+    finally:
+        event.remove(context.db.session_class, "do_orm_execute", changed_meanwhile)
     assert loaded is not None
     assert loaded.id == admin.id
     assert context.users.get(admin.id) is None
-    async with context.db.sessionmaker() as session:
-        await context.users.load(session, admin.id)
+    await context.users.load(admin.id)
     assert context.users.get(admin.id) is not None
