@@ -68,6 +68,8 @@ class TimestampMixin:
 
 
 IdColumn = String(36)
+POOL_SIZE = 20
+POOL_OVERFLOW = 10
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
@@ -83,8 +85,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
 
 class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
+        # Enough pooled connections for a burst of concurrent requests: one made past the
+        # pool is closed again after one use (on SQLite a new thread and four PRAGMAs each
+        # time, on PostgreSQL a new login).
+        pool: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
         if url.startswith("sqlite"):
-            self.engine: AsyncEngine = create_async_engine(url, echo=echo)
+            self.engine: AsyncEngine = create_async_engine(url, echo=echo, **pool)
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             writer = reader = self.engine
         else:
@@ -96,8 +102,7 @@ class Database:
                 echo=echo,
                 isolation_level="AUTOCOMMIT",
                 pool_pre_ping=True,
-                pool_size=10,
-                max_overflow=10,
+                **pool,
             )
             writer = self.engine.execution_options(isolation_level="READ COMMITTED")
             reader = self.engine

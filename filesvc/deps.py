@@ -34,26 +34,28 @@ class AppContext:
     users: UserCache
 
 
-def get_context(request: Request) -> AppContext:
+# Dependencies are `async def` even when they do not await: FastAPI runs a plain `def`
+# dependency in a worker thread, a thread hop per dependency per request.
+async def get_context(request: Request) -> AppContext:
     return cast(AppContext, request.app.state.context)
 
 
 ContextDep = Annotated[AppContext, Depends(get_context)]
 
 
-def get_settings(context: ContextDep) -> Settings:
+async def get_settings(context: ContextDep) -> Settings:
     return context.settings
 
 
-def get_storage(context: ContextDep) -> Storage:
+async def get_storage(context: ContextDep) -> Storage:
     return context.storage
 
 
-def get_transfers(context: ContextDep) -> TransferHub:
+async def get_transfers(context: ContextDep) -> TransferHub:
     return context.transfers
 
 
-def get_feed(context: ContextDep) -> FileFeed:
+async def get_feed(context: ContextDep) -> FileFeed:
     return context.feed
 
 

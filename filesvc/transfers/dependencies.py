@@ -25,7 +25,7 @@ from filesvc.users.models import User
 TRANSFER_STATE = "transfer"  # the request's tracker, in scope["state"] (see transfers/asgi.py)
 
 
-def requested_transfer_id(
+async def requested_transfer_id(
     x_transfer_id: Annotated[
         str | None, Header(description="Track this request as a transfer with this id.")
     ] = None,
@@ -111,7 +111,7 @@ async def stream_slot(user: ContentUser, context: ContextDep) -> AsyncIterator[N
 StreamSlot = Annotated[None, Depends(stream_slot)]
 
 
-def last_event_id(
+async def last_event_id(
     last_event_id: Annotated[
         str | None, Header(description="Sent by EventSource on reconnect: resume after it.")
     ] = None,
