@@ -56,6 +56,9 @@ class UserCache:
         # Bumped by every invalidation: a load that saw an older value is not stored.
         self._generation = 0
         self._publishing: set[asyncio.Task[None]] = set()
+        # One load per user at a time: when an entry expires under load, the requests that
+        # find it gone wait for the same read instead of each making their own.
+        self._loading: dict[str, asyncio.Task[User | None]] = {}
 
     def get(self, user_id: str) -> User | None:
         entry = self._entries.get(user_id)
@@ -70,6 +73,20 @@ class UserCache:
     async def load(self, user_id: str) -> User | None:
         """The user's row from the database (a short read of its own, so no request holds a
         connection for it), kept for the next requests."""
+        task = self._loading.get(user_id)
+        if task is None:
+            task = asyncio.ensure_future(self._load(user_id))
+            self._loading[user_id] = task
+            task.add_done_callback(self._loaded)
+        # Shielded: one caller giving up (a client gone) does not fail the others.
+        return await asyncio.shield(task)
+
+    def _loaded(self, task: asyncio.Task[User | None]) -> None:
+        for user_id, loading in list(self._loading.items()):
+            if loading is task:
+                del self._loading[user_id]
+
+    async def _load(self, user_id: str) -> User | None:
         generation = self._generation
         async with self._db.read_session() as session:
             row = await session.get(User, user_id)
@@ -85,6 +102,8 @@ class UserCache:
     def invalidate(self, user_id: str) -> None:
         self._generation += 1
         self._entries.pop(user_id, None)
+        # A request after the change must not share a read begun before it.
+        self._loading.pop(user_id, None)
 
     def changed(self, user_ids: set[str]) -> None:
         """Committed changes to these users: forget them here, and tell the others."""

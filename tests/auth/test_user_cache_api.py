@@ -166,3 +166,27 @@ async def test_a_load_overtaken_by_a_change_is_not_kept(app: FastAPI, admin: Acc
     assert context.users.get(admin.id) is None
     await context.users.load(admin.id)
     assert context.users.get(admin.id) is not None
+
+
+async def test_concurrent_misses_share_one_read_but_not_across_a_change(
+    app: FastAPI, admin: Account
+) -> None:
+    context: AppContext = app.state.context
+    reads: list[str] = []
+
+    def counted(_: ORMExecuteState) -> None:
+        reads.append("read")
+
+    event.listen(context.db.session_class, "do_orm_execute", counted)
+    try:
+        context.users.invalidate(admin.id)
+        loaded = await asyncio.gather(*(context.users.load(admin.id) for _ in range(10)))
+        assert len(reads) == 1
+        assert {user.id for user in loaded if user is not None} == {admin.id}
+        first = asyncio.ensure_future(context.users.load(admin.id))
+        await asyncio.sleep(0)  # the first read is under way...
+        context.users.invalidate(admin.id)  # ...when a change commits
+        await asyncio.gather(first, context.users.load(admin.id))
+        assert len(reads) == 3  # the caller after the change read again
+    finally:
+        event.remove(context.db.session_class, "do_orm_execute", counted)
