@@ -34,7 +34,7 @@ typecheck: install
 
 check: lint typecheck test
 
-## Throughput and memory against nginx (installs nginx with apt if it is missing), on S3
+## Throughput and memory against nginx (installs nginx and wrk with apt if missing), on S3
 ## (SeaweedFS) against boto3 direct, tracked against untracked transfers, and the SSE
 ## fan-out (1,000 subscribers on one worker), and small requests under wrk against copyparty;
 ## BENCH_ARGS="--skip-s3", "--s3-only", "--skip-small" or "--small-only".

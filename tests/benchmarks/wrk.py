@@ -5,6 +5,7 @@ and uploads of unique names (PUT with a body) from a Lua `request` hook."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -68,9 +69,19 @@ class WrkResult:
 
 
 def ensure_wrk() -> str:
+    """Path of wrk; installs the Debian package when there is none (as for nginx)."""
+    path = shutil.which("wrk")
+    if path is not None:
+        return path
+    log("wrk not on PATH: installing it with apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "wrk"]):
+        log("$ " + " ".join(cmd))
+        if subprocess.run(cmd, env=env, check=False).returncode != 0:
+            raise BenchError(f"`{' '.join(cmd)}` failed")
     path = shutil.which("wrk")
     if path is None:
-        raise BenchError("wrk is missing: `apt-get install -y wrk` (Debian's package)")
+        raise BenchError("wrk still not found after apt-get install wrk")
     return path
 
 
