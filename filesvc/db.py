@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import String, TypeDecorator
 
@@ -68,6 +68,8 @@ class TimestampMixin:
 
 
 IdColumn = String(36)
+POOL_SIZE = 20
+POOL_OVERFLOW = 10
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
@@ -83,14 +85,37 @@ def _sqlite_pragmas(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
 
 class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
-        kwargs: dict[str, Any] = {"echo": echo}
-        if not url.startswith("sqlite"):
-            kwargs |= {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
-        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
-        if self.engine.dialect.name == "sqlite":
+        # Enough pooled connections for a burst of concurrent requests: one made past the
+        # pool is closed again after one use (on SQLite a new thread and four PRAGMAs each
+        # time, on PostgreSQL a new login).
+        pool: dict[str, Any] = {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
+        if url.startswith("sqlite"):
+            self.engine: AsyncEngine = create_async_engine(url, echo=echo, **pool)
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            writer = reader = self.engine
+        else:
+            # Pooled connections rest in autocommit: the pre-ping is then one round trip
+            # (not BEGIN, ping, ROLLBACK) and a read needs no BEGIN and COMMIT. Sessions
+            # get PostgreSQL's default, READ COMMITTED, for as long as they hold one.
+            self.engine = create_async_engine(
+                url,
+                echo=echo,
+                isolation_level="AUTOCOMMIT",
+                pool_pre_ping=True,
+                **pool,
+            )
+            writer = self.engine.execution_options(isolation_level="READ COMMITTED")
+            reader = self.engine
+        # This database's own session class, so session events (auth/cache.py) can be
+        # listened to per database, not for every session in the process.
+        self.session_class: type[Session] = type("DatabaseSession", (Session,), {})
         # expire_on_commit=False: handlers return ORM objects after committing.
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.sessionmaker = async_sessionmaker(
+            writer, expire_on_commit=False, sync_session_class=self.session_class
+        )
+        self._read_sessionmaker = async_sessionmaker(
+            reader, expire_on_commit=False, sync_session_class=self.session_class
+        )
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -102,6 +127,13 @@ class Database:
             except BaseException:
                 await session.rollback()
                 raise
+
+    @asynccontextmanager
+    async def read_session(self) -> AsyncIterator[AsyncSession]:
+        """Yield a session for reads alone: it is closed, never committed, and on PostgreSQL
+        runs in autocommit (each statement sees what is committed when it runs)."""
+        async with self._read_sessionmaker() as session:
+            yield session
 
     async def dispose(self) -> None:
         await self.engine.dispose()

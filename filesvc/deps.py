@@ -9,6 +9,7 @@ from typing import Annotated, cast
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from filesvc.auth.cache import UserCache
 from filesvc.config import Settings
 from filesvc.db import Database
 from filesvc.events.feed import FileFeed
@@ -34,33 +35,41 @@ class AppContext:
     streams: StreamLimiter
     metrics: Metrics
     drain: Drain
+    users: UserCache
 
 
-def get_context(request: Request) -> AppContext:
+# Dependencies are `async def` even when they do not await: FastAPI runs a plain `def`
+# dependency in a worker thread, a thread hop per dependency per request.
+async def get_context(request: Request) -> AppContext:
     return cast(AppContext, request.app.state.context)
 
 
 ContextDep = Annotated[AppContext, Depends(get_context)]
 
 
-def get_settings(context: ContextDep) -> Settings:
+async def get_settings(context: ContextDep) -> Settings:
     return context.settings
 
 
-def get_storage(context: ContextDep) -> Storage:
+async def get_storage(context: ContextDep) -> Storage:
     return context.storage
 
 
-def get_transfers(context: ContextDep) -> TransferHub:
+async def get_transfers(context: ContextDep) -> TransferHub:
     return context.transfers
 
 
-def get_feed(context: ContextDep) -> FileFeed:
+async def get_feed(context: ContextDep) -> FileFeed:
     return context.feed
 
 
 async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
     async with context.db.session() as session:
+        yield session
+
+
+async def get_read_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
+    async with context.db.read_session() as session:
         yield session
 
 
@@ -72,3 +81,6 @@ FeedDep = Annotated[FileFeed, Depends(get_feed)]
 # commit failure still becomes an error reply and no connection is held while a
 # download or stream runs.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
+# For routes that only read (Database.read_session): closed, like SessionDep, before the
+# response is sent.
+ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import mimetypes
 import os
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
@@ -15,6 +17,7 @@ from prometheus_client import multiprocess
 from filesvc import health
 from filesvc.allocator import return_big_buffers_to_the_os
 from filesvc.archive.router import router as archive_router
+from filesvc.auth.cache import UserCache
 from filesvc.auth.router import router as auth_router
 from filesvc.auth.security import load_or_create_secret_key
 from filesvc.config import Settings
@@ -102,6 +105,19 @@ CORS_EXPOSED_HEADERS = [
 ]
 
 
+# The loop's default executor runs `asyncio.to_thread` and aiofiles: file writes, fsyncs,
+# stats, small reads, hashing. asyncio's default (CPU count + 4: six threads here) lets six
+# fsyncs of concurrent uploads block every small read behind them; threads are only started
+# when needed, and fsyncs that overlap are grouped by the file system's journal.
+IO_THREADS = 32
+
+
+def _use_io_threads() -> None:
+    # Not shut down with the app: the loop does that when it ends (asyncio.run).
+    pool = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="filesvc-io")
+    asyncio.get_running_loop().set_default_executor(pool)
+
+
 def _secret_key(settings: Settings) -> str:
     if settings.secret_key is not None:
         return settings.secret_key.get_secret_value()
@@ -123,6 +139,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     mimetypes.init()  # reads the system's type tables now, not on the first upload
+    _use_io_threads()
     return_big_buffers_to_the_os()
     metrics_dir = multiprocess_dir()
     if metrics_dir is not None:
@@ -136,6 +153,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         admin_password = settings.admin_password
         await ensure_admin(db, admin_password.get_secret_value() if admin_password else None)
         broker = await build_broker(settings.redis_url)
+        users = UserCache(db, broker)
+        users.watch()
         app.state.context = context = AppContext(
             settings=settings,
             db=db,
@@ -147,6 +166,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             streams=StreamLimiter(settings.max_streams_per_user),
             metrics=app.state.metrics,
             drain=drain,
+            users=users,
         )
         drain.install()
         app.state.tus = TusRuntime(
@@ -158,7 +178,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             transfers=context.transfers,
             feed=context.feed,
         )
-        yield
+        async with users.following():
+            yield
     finally:
         if metrics_dir is not None:
             multiprocess.mark_process_dead(os.getpid(), metrics_dir)  # type: ignore[no-untyped-call]

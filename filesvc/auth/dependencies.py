@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Query
 from fastapi.security import OAuth2PasswordBearer
 
-from filesvc.auth.security import decode_access_token
-from filesvc.deps import ContextDep, SessionDep
+from filesvc.auth.security import TokenSubject, decode_access_token
+from filesvc.deps import ContextDep
 from filesvc.errors import NotAuthenticated, PermissionDenied
 from filesvc.users.models import Role, User
 
@@ -25,40 +25,46 @@ QueryToken = Annotated[
 ]
 
 
-async def user_for_token(token: str | None, context: ContextDep, session: SessionDep) -> User:
+def _accepts(user: User | None, subject: TokenSubject) -> bool:
+    return user is not None and not user.disabled and user.token_version == subject.version
+
+
+async def user_for_token(token: str | None, context: ContextDep) -> User:
+    """The token's user, read only (auth/cache.py): a disabled or deleted user, or a
+    changed password, locks the token out at once here and within a second everywhere."""
     if not token:
         raise NotAuthenticated()
     subject = decode_access_token(token, context.secret_key)
-    # Looked up on every request so a disabled or deleted user, or a changed password,
-    # locks the token out at once.
-    user = await session.get(User, subject.user_id) if subject else None
-    if user is None or user.disabled or subject is None or subject.version != user.token_version:
+    if subject is None:
+        raise NotAuthenticated("Invalid or expired token.")
+    user = context.users.get(subject.user_id)
+    if not _accepts(user, subject):  # unknown here, or refused: the database decides
+        user = await context.users.load(subject.user_id)
+    if user is None or not _accepts(user, subject):
         raise NotAuthenticated("Invalid or expired token.")
     return user
 
 
-async def get_current_user(context: ContextDep, session: SessionDep, token: HeaderToken) -> User:
-    return await user_for_token(token, context, session)
+async def get_current_user(context: ContextDep, token: HeaderToken) -> User:
+    return await user_for_token(token, context)
 
 
-async def get_optional_user(
-    context: ContextDep, session: SessionDep, token: HeaderToken
-) -> User | None:
+async def get_optional_user(context: ContextDep, token: HeaderToken) -> User | None:
     """None for a caller who sent no token; a token that does not check out is still 401."""
-    return await user_for_token(token, context, session) if token else None
+    return await user_for_token(token, context) if token else None
 
 
 async def get_optional_user_header_or_query(
-    context: ContextDep, session: SessionDep, token: HeaderToken, access_token: QueryToken = None
+    context: ContextDep, token: HeaderToken, access_token: QueryToken = None
 ) -> User | None:
     token = token or access_token
-    return await user_for_token(token, context, session) if token else None
+    return await user_for_token(token, context) if token else None
 
 
 async def get_current_user_header_or_query(
-    context: ContextDep, session: SessionDep, token: HeaderToken, access_token: QueryToken = None
+    context: ContextDep, token: HeaderToken, access_token: QueryToken = None
 ) -> User:
-    return await user_for_token(token or access_token, context, session)
+    return await user_for_token(token or access_token, context)
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -13,7 +13,7 @@ from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from filesvc.auth.dependencies import CurrentUser, OptionalContentUser, OptionalUser
-from filesvc.deps import SessionDep
+from filesvc.deps import ReadSessionDep, SessionDep
 from filesvc.errors import NotAuthenticated, PermissionDenied
 from filesvc.files.access import can_change, can_read
 from filesvc.files.errors import FileNotFound
@@ -30,11 +30,13 @@ async def load_readable(session: AsyncSession, file_id: str, user: User | None) 
     raise FileNotFound()
 
 
-async def readable_file(file_id: str, user: OptionalUser, session: SessionDep) -> File:
+async def readable_file(file_id: str, user: OptionalUser, session: ReadSessionDep) -> File:
     return await load_readable(session, file_id, user)
 
 
-async def downloadable_file(file_id: str, user: OptionalContentUser, session: SessionDep) -> File:
+async def downloadable_file(
+    file_id: str, user: OptionalContentUser, session: ReadSessionDep
+) -> File:
     return await load_readable(session, file_id, user)
 
 

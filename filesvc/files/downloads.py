@@ -1,6 +1,7 @@
 """Download responses: validators, conditional requests and ranges, for every backend.
 
-Local files go out as FileResponse. Other backends (S3) stream the object's body, with a
+Local files up to a MiB are read in one thread hop and sent as one body; larger ones, and
+ranges, go out as FileResponse. Other backends (S3) stream the object's body, with a
 single range passed through to the store; `HEAD` and conditional requests are answered
 from the row without touching the store; `redirect` answers 307 to a presigned URL.
 """
@@ -12,6 +13,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from email.utils import format_datetime, parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -54,9 +56,15 @@ DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+# Files up to this size are read whole in one thread hop (FileResponse takes one to open,
+# one per read and one to close, and a task watching for a disconnect). It is the size
+# FileResponse reads at once anyway, so no download holds more memory than before.
+SMALL_FILE_BYTES = 1024 * 1024
+
+
 class BlobFileResponse(FileResponse):
     # 1 MiB reads: Starlette's 64 KiB default spends more on thread hops than on I/O.
-    chunk_size = 1024 * 1024
+    chunk_size = SMALL_FILE_BYTES
 
     @classmethod
     def _parse_range_header(cls, http_range: str, file_size: int) -> list[tuple[int, int]]:
@@ -236,9 +244,23 @@ async def file_response(
         )
     path = storage.local_path(file.storage_key)
     try:
-        stat_result = await asyncio.to_thread(os.stat, path)
+        stat_result, body = await asyncio.to_thread(_stat_and_read_small, path)
     except FileNotFoundError:
         raise ObjectNotFound(file.storage_key) from None
+    if body is not None and "range" not in request_headers:
+        headers |= {"accept-ranges": "bytes", "content-length": str(len(body))}
+        return Response(body, headers=headers, media_type=file.content_type)
     return BlobFileResponse(
         path, headers=headers, media_type=file.content_type, stat_result=stat_result
     )
+
+
+def _stat_and_read_small(path: Path) -> tuple[os.stat_result, bytes | None]:
+    """The file's stat, and its bytes if it is small (None otherwise): one thread hop."""
+    with open(path, "rb") as f:
+        stat_result = os.fstat(f.fileno())
+        if stat_result.st_size > SMALL_FILE_BYTES:
+            return stat_result, None
+        body = f.read(SMALL_FILE_BYTES + 1)
+    # Blobs never change once stored; a length that differs anyway goes the checked way.
+    return stat_result, body if len(body) == stat_result.st_size else None

@@ -16,7 +16,7 @@ from filesvc.auth.dependencies import (
     QueryToken,
     user_for_token,
 )
-from filesvc.deps import ContextDep, SessionDep, TransfersDep
+from filesvc.deps import ContextDep, TransfersDep
 from filesvc.middleware import DIRECTION_STATE
 from filesvc.observability.metrics import upload_outcome
 from filesvc.transfers.errors import InvalidTransferId, StreamOver
@@ -27,7 +27,7 @@ from filesvc.users.models import User
 TRANSFER_STATE = "transfer"  # the request's tracker, in scope["state"] (see transfers/asgi.py)
 
 
-def requested_transfer_id(
+async def requested_transfer_id(
     x_transfer_id: Annotated[
         str | None, Header(description="Track this request as a transfer with this id.")
     ] = None,
@@ -101,7 +101,6 @@ async def upload_tracker(
 async def download_tracker(
     request: Request,
     context: ContextDep,
-    session: SessionDep,
     hub: TransfersDep,
     transfer_id: TransferId,
     token: HeaderToken,
@@ -112,7 +111,7 @@ async def download_tracker(
     The caller is looked up only for a tracked download (its owner): share links and
     public files need no token, and an untracked request must not start needing one."""
     token = token or access_token
-    user = await user_for_token(token, context, session) if transfer_id and token else None
+    user = await user_for_token(token, context) if transfer_id and token else None
     async with _tracked(request, hub, transfer_id, user, "download") as tracker:
         yield tracker
 
@@ -132,7 +131,7 @@ async def stream_slot(user: ContentUser, context: ContextDep) -> AsyncIterator[N
 StreamSlot = Annotated[None, Depends(stream_slot)]
 
 
-def last_event_id(
+async def last_event_id(
     last_event_id: Annotated[
         str | None, Header(description="Sent by EventSource on reconnect: resume after it.")
     ] = None,

@@ -66,8 +66,7 @@ async def watch_transfer_ws(
     try:
         if not TRANSFER_ID_RE.match(transfer_id):
             raise InvalidTransferId()
-        async with context.db.session() as session:
-            user = await user_for_token(token, context, session)
+        user = await user_for_token(token, context)
         record = await context.transfers.watchable(transfer_id, user)
         with context.streams.slot(user.id):
             await websocket.accept()

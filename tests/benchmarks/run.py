@@ -4,7 +4,7 @@ then of filesvc on S3 (SeaweedFS) against boto3 direct (see tests/benchmarks/s3.
     .venv/bin/python -m tests.benchmarks.run [--size-mib 1024] [--repeat 3] [--nginx-only]
                                              [--tracking-repeat 5] [--subscribers 1000]
         [--skip-s3 | --s3-only | --tus-only] [--skip-cluster | --cluster-only]
-        [--cluster-seconds 10]
+        [--cluster-seconds 10] [--skip-small | --small-only] [--small-seconds 10]
 
 Makes a random test file (temp dir on disk, not tmpfs), starts nginx (foreground child,
 generated config, worker_processes 1, installed with apt-get if missing) and a real
@@ -26,6 +26,9 @@ Then the cluster figure (tests/benchmarks/cluster.py): uploads per second and p9
 `deploy/local-cluster` against one instance directly.
 Then tus (tests/benchmarks/tus.py): a 1 GiB upload to /api/v1/uploads in 8 MiB and 64 MiB
 chunks against `curl -T` to /files/raw, local disk; `--tus-only` runs just that.
+Then the small requests (tests/benchmarks/small_files.py): wrk against /healthz, a metadata
+read, a 4 KiB download and 4 KiB uploads, on SQLite and PostgreSQL, with one and two
+workers, against copyparty.
 
 Prints the medians (MB/s, 1 MB = 10^6 bytes), the filesvc/nginx ratios and the server's
 peak RSS (max of VmHWM and sampled VmRSS) against the targets, and writes
@@ -58,6 +61,7 @@ from tests.benchmarks.procfs import RssSampler
 from tests.benchmarks.report import build_report, memory_report, render_table, write_json
 from tests.benchmarks.runner import Bench, run_all
 from tests.benchmarks.s3 import render_s3_table, run_s3_bench
+from tests.benchmarks.small_files import render_small_table, run_small_files
 from tests.benchmarks.tracking import run_tracking
 from tests.benchmarks.transfers import filesystem_type, make_test_file
 from tests.benchmarks.tus import render_tus_table, run_tus_bench
@@ -91,11 +95,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cluster-seconds", type=int, default=10, help="per wrk run (10)")
     parser.add_argument("--cluster-repeat", type=int, default=2, help="wrk runs per target (2)")
     parser.add_argument("--tus-only", action="store_true", help="only tus against curl -T")
+    parser.add_argument("--skip-small", action="store_true", help="no small-request part")
+    parser.add_argument("--small-only", action="store_true", help="only the small requests")
+    parser.add_argument(
+        "--small-seconds", type=int, default=10, help="seconds per small-request case (10)"
+    )
     args = parser.parse_args(argv)
-    if args.tus_only:
-        args.skip_s3 = args.skip_cluster = True
-    if args.nginx_only:
-        args.skip_s3 = args.skip_cluster = True
+    if args.tus_only or args.nginx_only:
+        args.skip_s3 = args.skip_cluster = args.skip_small = True
     if args.size_mib < 1 or args.repeat < 1:
         parser.error("--size-mib and --repeat must be at least 1")
     return args
@@ -149,6 +156,8 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         root = make_workspace(stack, args.tmp_dir)
         if args.cluster_only:
             return {"cluster": run_cluster_bench(root, args.cluster_seconds, args.cluster_repeat)}
+        if args.small_only:
+            return {"small_files": run_small_files(root, args.filesvc_bin, args.small_seconds)}
         src, sha256 = make_source(root, args.size_mib)
         if args.tus_only:
             return {"tus": tus_benchmark(args, root, src, sha256)}
@@ -159,6 +168,8 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
             report["s3"] = run_s3_bench(args, root, src, sha256, args.filesvc_bin)
         if not args.skip_cluster and not args.s3_only:
             report["cluster"] = run_cluster_bench(root, args.cluster_seconds, args.cluster_repeat)
+        if not (args.skip_small or args.s3_only or args.nginx_only):
+            report["small_files"] = run_small_files(root, args.filesvc_bin, args.small_seconds)
         return report
 
 
@@ -224,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     if "tus" in report:
         print()
         print(render_tus_table(report["tus"]))
+    if "small_files" in report:
+        print()
+        print(render_small_table(report["small_files"]))
     print()
     write_json(report)
     return 0

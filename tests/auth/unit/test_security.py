@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import secrets
 import stat
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,23 @@ def test_crafted_expired_token() -> None:
 def test_wrong_secret() -> None:
     token = create_access_token(SUBJECT, secrets.token_urlsafe(48), ttl_seconds=60)
     assert decode_access_token(token, SECRET) is None
+
+
+def test_a_remembered_token_is_refused_under_another_secret() -> None:
+    token = create_access_token(SUBJECT, SECRET, ttl_seconds=60)
+    assert decode_access_token(token, SECRET) == SUBJECT
+    assert decode_access_token(token, secrets.token_urlsafe(48)) is None
+
+
+def test_a_remembered_token_still_expires() -> None:
+    token = create_access_token(SUBJECT, SECRET, ttl_seconds=1)
+    assert decode_access_token(token, SECRET) == SUBJECT  # verified, and remembered
+    deadline = time.monotonic() + 5
+    while decode_access_token(token, SECRET) is not None:
+        assert time.monotonic() < deadline, "a remembered token outlived its exp"
+    assert jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_exp": False})[
+        "exp"
+    ] <= (time.time())
 
 
 def test_alg_none() -> None:
