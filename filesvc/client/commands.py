@@ -97,6 +97,9 @@ def add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         action="store_true",
         help="complete a partial download (NAME.part, or a short NAME) instead of starting over",
     )
+    download.add_argument(
+        "--limit-rate", type=parse_size, help="at most this many bytes a second, e.g. 10M"
+    )
     connection_flags(download)
     download.set_defaults(handler=cmd_download, needs_settings=False)
 
@@ -173,8 +176,7 @@ def cmd_download(args: argparse.Namespace) -> int:
 
     target = resolve_target(args.server, args.token)  # public files need no token
     with open_client(target) as client, open_display() as display:
-        path = Downloader(client, target, ResumeState(), display).download(
-            args.file_id, args.output, args.resume
-        )
+        downloader = Downloader(client, target, ResumeState(), display, args.limit_rate)
+        path = downloader.download(args.file_id, args.output, args.resume)
     print(path, flush=True)
     return 0

@@ -20,7 +20,7 @@ import httpx
 
 from filesvc.client.config import Target
 from filesvc.client.errors import ClientError, FileError, UsageError, error_from_response
-from filesvc.client.http import network_errors
+from filesvc.client.http import RateLimit, network_errors
 from filesvc.client.names import safe_filename
 from filesvc.client.progress import Display, human
 from filesvc.client.state import PartialDownload, ResumeState
@@ -64,9 +64,15 @@ def _sha256_of(path: Path, length: int) -> HASH:
 
 class Downloader:
     def __init__(
-        self, client: httpx.Client, target: Target, state: ResumeState, display: Display
+        self,
+        client: httpx.Client,
+        target: Target,
+        state: ResumeState,
+        display: Display,
+        limit_rate: int | None = None,
     ) -> None:
         self.client = client
+        self.limit_rate = limit_rate
         self.server = target.server
         self.state = state
         self.display = display
@@ -189,8 +195,11 @@ class Downloader:
         digest: HASH,
     ) -> None:
         bar = self.display.bar(remote.name, remote.size, have)
+        limit = RateLimit(self.limit_rate) if self.limit_rate else None
         received = have
         for chunk in response.iter_bytes(READ_BYTES):
+            if limit is not None:
+                limit.take(len(chunk))
             try:
                 f.write(chunk)
             except OSError as exc:

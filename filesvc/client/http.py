@@ -4,6 +4,7 @@ messages."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 
@@ -41,3 +42,18 @@ def network_errors(server: str) -> Iterator[None]:
         yield
     except httpx.TransportError as exc:
         raise error_from_transport(exc, server) from exc
+
+
+class RateLimit:
+    """Keeps the average rate at or below `rate` bytes a second (curl's --limit-rate)."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.started = time.monotonic()
+        self.moved = 0
+
+    def take(self, amount: int) -> None:
+        self.moved += amount
+        ahead = self.moved / self.rate - (time.monotonic() - self.started)
+        if ahead > 0:
+            time.sleep(ahead)

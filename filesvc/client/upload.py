@@ -26,7 +26,7 @@ import httpx
 
 from filesvc.client.config import Target
 from filesvc.client.errors import ClientError, FileError, error_from_response
-from filesvc.client.http import network_errors
+from filesvc.client.http import RateLimit, network_errors
 from filesvc.client.progress import Bar, Display, human
 from filesvc.client.state import ResumeState, UploadKey
 from filesvc.client.tus import (
@@ -56,21 +56,6 @@ class UploadOptions:
 class Uploaded:
     file_id: str
     sent: int  # bytes sent by this run
-
-
-class RateLimit:
-    """Keeps the average rate at or below `rate` bytes a second (curl's --limit-rate)."""
-
-    def __init__(self, rate: int) -> None:
-        self.rate = rate
-        self.started = time.monotonic()
-        self.sent = 0
-
-    def take(self, amount: int) -> None:
-        self.sent += amount
-        ahead = self.sent / self.rate - (time.monotonic() - self.started)
-        if ahead > 0:
-            time.sleep(ahead)
 
 
 class WholeFileDigest:
@@ -142,7 +127,10 @@ class Uploader:
         action = f"upload {path}"
         url, offset = self._resume(key, action)
         if url is None:
-            url, offset = self._create(path, key, action), 0
+            url, stored = self._create(path, key, action)
+            offset = 0
+            if stored is not None:  # an empty file is stored on creation
+                return self._finish(path, key, stored, WholeFileDigest(path), 0, action)
         else:
             self.display.note(
                 f"{path.name}: resuming at byte {offset} of {key.size} "
@@ -152,14 +140,28 @@ class Uploader:
         try:
             with path.open("rb") as f:
                 finished, sent = self._transfer(f, path, url, offset, key.size, digest, action)
+        except OSError as exc:
+            raise FileError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        return self._finish(path, key, finished, digest, sent, action)
+
+    def _finish(
+        self,
+        path: Path,
+        key: UploadKey,
+        finished: Finished,
+        digest: WholeFileDigest,
+        sent: int,
+        action: str,
+    ) -> Uploaded:
+        self.state.forget_upload(key)
+        try:
             local_sha256 = digest.hexdigest(key.size)
         except OSError as exc:
             raise FileError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        self.state.forget_upload(key)
         self._verify(finished, local_sha256, action)
         self.display.note(
-            f"{path.name}: stored as {finished.file_id} ({human(key.size)}, SHA-256 checked; "
-            f"{human(sent)} sent by this run)"
+            f"{path.name}: stored as {finished.file_id} ({key.size} bytes, SHA-256 checked; "
+            f"{sent} bytes sent by this run)"
         )
         return Uploaded(finished.file_id, sent)
 
@@ -181,7 +183,7 @@ class Uploader:
             return None, 0
         return url, offset
 
-    def _create(self, path: Path, key: UploadKey, action: str) -> str:
+    def _create(self, path: Path, key: UploadKey, action: str) -> tuple[str, Finished | None]:
         metadata = {"filename": path.name}
         guessed, _ = mimetypes.guess_type(path.name)
         if guessed:
@@ -190,11 +192,15 @@ class Uploader:
             metadata["visibility"] = self.options.visibility
         with network_errors(self.server):
             response = self.tus.create(key.size, metadata)
+        if response.status_code == 404:
+            raise ClientError(f"{self.server} does not take resumable (tus) uploads: it is too old")
         if response.status_code != 201:
             raise error_from_response(response, action, self.server)
         url = TusClient.location(response)
-        self.state.remember_upload(key, url)  # before the first byte, so a kill can resume
-        return url
+        stored = TusClient.finished(response)
+        if stored is None:
+            self.state.remember_upload(key, url)  # before the first byte, so a kill can resume
+        return url, stored
 
     def _transfer(
         self,
