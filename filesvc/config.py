@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     max_stream_seconds: int = Field(default=3600, gt=0)
     sse_retry_ms: int = Field(default=2000, ge=0)
     events_replay_window: int = Field(default=10000, gt=0)
+    # tus: an unfinished upload left idle this long expires (404/410; `gc` removes it).
+    tus_expiration_seconds: int = Field(default=86400, gt=0)
 
     _split = field_validator("allowed_content_types", "cors_origins", mode="before")(_split_commas)
 

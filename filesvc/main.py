@@ -34,6 +34,10 @@ from filesvc.transfers.errors import install_transfer_error_handlers
 from filesvc.transfers.router import router as transfers_router
 from filesvc.transfers.service import TransferHub
 from filesvc.transfers.streams import StreamLimiter
+from filesvc.tus.receive import HashCache
+from filesvc.tus.router import router as tus_router
+from filesvc.tus.service import TusRuntime
+from filesvc.tus.store import build_partial_store
 from filesvc.users.router import router as users_router
 from filesvc.users.service import ensure_admin
 from filesvc.web.router import install_web
@@ -54,6 +58,13 @@ CORS_REQUEST_HEADERS = [
     "If-None-Match",
     "If-Modified-Since",
     "Last-Event-ID",
+    # tus (tus-js-client, Uppy)
+    "Tus-Resumable",
+    "Upload-Length",
+    "Upload-Offset",
+    "Upload-Metadata",
+    "Upload-Defer-Length",
+    "Upload-Checksum",
 ]
 CORS_EXPOSED_HEADERS = [
     "Location",
@@ -65,6 +76,19 @@ CORS_EXPOSED_HEADERS = [
     "Last-Modified",
     "X-Request-ID",
     "X-Transfer-Id",
+    # tus: what tus-js-client and Uppy read from responses
+    "Tus-Resumable",
+    "Tus-Version",
+    "Tus-Extension",
+    "Tus-Max-Size",
+    "Tus-Checksum-Algorithm",
+    "Upload-Offset",
+    "Upload-Length",
+    "Upload-Metadata",
+    "Upload-Defer-Length",
+    "Upload-Expires",
+    "X-File-Id",
+    "X-File-Location",
 ]
 
 
@@ -98,7 +122,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         admin_password = settings.admin_password
         await ensure_admin(db, admin_password.get_secret_value() if admin_password else None)
         broker = await build_broker(settings.redis_url)
-        app.state.context = AppContext(
+        app.state.context = context = AppContext(
             settings=settings,
             db=db,
             storage=storage,
@@ -107,6 +131,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             transfers=TransferHub(broker, settings),
             feed=FileFeed(broker, db, settings.events_replay_window),
             streams=StreamLimiter(settings.max_streams_per_user),
+        )
+        app.state.tus = TusRuntime(
+            settings=settings,
+            db=db,
+            storage=storage,
+            partials=build_partial_store(storage, settings),
+            hashes=HashCache(),
+            transfers=context.transfers,
+            feed=context.feed,
         )
         yield
     finally:
@@ -137,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api.include_router(archive_router)
     api.include_router(transfers_router)
     api.include_router(events_router)
+    api.include_router(tus_router)
     app.include_router(api)
     app.include_router(health.router)
     install_web(app)

@@ -91,6 +91,13 @@ NOT_FILE_ROUTES = {
     ("POST", "/api/v1/transfers"): "signed in; the transfer is theirs",
     ("GET", "/api/v1/transfers/{transfer_id}/events"): "its owner and admins; others 404",
     ("GET", "/api/v1/events"): "signed in; only events of files they may read",
+    # tus uploads: not files until their last byte; see UPLOADS_MATRIX below.
+    ("OPTIONS", "/api/v1/uploads"): "anyone; tus discovery",
+    ("OPTIONS", "/api/v1/uploads/{upload_id}"): "anyone; tus discovery",
+    ("POST", "/api/v1/uploads"): "editor, as POST /files",
+    ("HEAD", "/api/v1/uploads/{upload_id}"): "its uploader and admins; others 404",
+    ("PATCH", "/api/v1/uploads/{upload_id}"): "its uploader and admins (editor); others 404",
+    ("DELETE", "/api/v1/uploads/{upload_id}"): "its uploader and admins; others 404",
 }
 # WebSocket routes are not in the OpenAPI document; the same decision, listed by name.
 WEBSOCKET_ROUTES = {
@@ -361,3 +368,81 @@ async def test_an_unknown_id_looks_like_an_unreadable_one(
         body = {"name": "x"} if method == "PATCH" else None
         response = await client.request(method, url, headers=callers.headers(caller), json=body)
         assert response.status_code == status, (caller, response.text)
+
+
+# caller → status, for a tus upload the owner created (tus/dependencies.py decides).
+UPLOADS_MATRIX: dict[tuple[str, str], dict[str, int]] = {
+    ("OPTIONS", "/api/v1/uploads"): dict.fromkeys(CALLERS, 204),
+    ("OPTIONS", "/api/v1/uploads/{upload_id}"): dict.fromkeys(CALLERS, 204),
+    ("POST", "/api/v1/uploads"): {
+        "anonymous": 401,
+        "viewer": 403,
+        "owner": 201,
+        "other_editor": 201,
+        "admin": 201,
+    },
+    ("HEAD", "/api/v1/uploads/{upload_id}"): {
+        "anonymous": 401,
+        "viewer": 404,
+        "owner": 200,
+        "other_editor": 404,
+        "admin": 200,
+    },
+    ("PATCH", "/api/v1/uploads/{upload_id}"): {
+        "anonymous": 401,
+        "viewer": 403,
+        "owner": 204,
+        "other_editor": 404,
+        "admin": 204,
+    },
+    ("DELETE", "/api/v1/uploads/{upload_id}"): {
+        "anonymous": 401,
+        "viewer": 404,
+        "owner": 204,
+        "other_editor": 404,
+        "admin": 204,
+    },
+}
+TUS_HEADERS = {"Tus-Resumable": "1.0.0"}
+
+
+def test_every_upload_route_has_a_row() -> None:
+    assert set(UPLOADS_MATRIX) == {route for route in NOT_FILE_ROUTES if "/uploads" in route[1]}
+
+
+@pytest.mark.parametrize("route", list(UPLOADS_MATRIX), ids=lambda r: f"{r[0]} {r[1]}")
+async def test_uploads_access_matrix(
+    route: tuple[str, str], client: httpx.AsyncClient, callers: Callers
+) -> None:
+    method, path = route
+    failures: list[str] = []
+    for caller in CALLERS:
+        created = await client.post(
+            "/api/v1/uploads",
+            headers={**callers.owner.headers, **TUS_HEADERS, "Upload-Length": "4"},
+        )
+        assert created.status_code == 201, created.text
+        url = path.replace("{upload_id}", created.headers["location"].rsplit("/", 1)[1])
+        headers = {**callers.headers(caller), **TUS_HEADERS}
+        if method == "POST":
+            headers["Upload-Length"] = "4"
+        if method == "PATCH":
+            headers |= {"Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"}
+        response = await client.request(
+            method, url, headers=headers, content=b"abcd" if method == "PATCH" else None
+        )
+        expected = UPLOADS_MATRIX[route][caller]
+        if response.status_code != expected:
+            failures.append(f"{caller}: {response.status_code}, expected {expected}")
+            continue
+        owners_view = await client.head(url, headers={**callers.owner.headers, **TUS_HEADERS})
+        if expected >= 400 and path.endswith("{upload_id}"):
+            # Refused: the upload is as it was.
+            assert owners_view.status_code == 200
+            assert owners_view.headers["upload-offset"] == "0"
+        if method == "PATCH" and expected == 204:
+            file = await client.get(
+                response.headers["x-file-location"], headers=callers.owner.headers
+            )
+            assert file.json()["sha256"] == sha256(b"abcd")
+    assert not failures, "\n".join(failures)

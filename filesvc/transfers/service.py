@@ -169,6 +169,22 @@ class TransferHub:
             await transfer.advance(0)  # a download starts moving once its length is known
         return transfer
 
+    async def resume(
+        self, transfer_id: str, owner_id: str, direction: Direction, total: int | None, done: int
+    ) -> Transfer:
+        """A transfer that spans requests (a tus upload's PATCHes), carried on from its
+        last event with `done` bytes already moved."""
+        seq = 1
+        record = await self.load(transfer_id) or await self._claim(transfer_id, owner_id)
+        if record is not None:
+            if record.owner_id != owner_id or record.last.final:
+                raise TransferIdTaken()
+            seq = record.last.seq
+        transfer = Transfer(self, transfer_id, owner_id, direction, total, seq)
+        transfer.bytes = transfer.base = done
+        await transfer.advance(0)
+        return transfer
+
     async def emit(self, record: TransferRecord) -> None:
         """Store and publish a transfer's newest event. A broker failure is logged, never
         raised: the transfer itself must not fail because nobody could watch it."""
@@ -283,6 +299,7 @@ class Transfer:
         self.direction: Direction = direction
         self.total = total
         self.bytes = 0
+        self.base = 0  # bytes moved by earlier requests of the same transfer (tus)
         self.finished = False
         self._hub = hub
         self._seq = seq
@@ -304,7 +321,7 @@ class Transfer:
     async def _progress(self, now: float) -> None:
         self._published_bytes = self.bytes
         elapsed = max(now - self._started, 1e-6)
-        rate = self.bytes / elapsed
+        rate = (self.bytes - self.base) / elapsed
         total = self.total
         data: dict[str, Any] = {
             "transfer_id": self.id,
