@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import mimetypes
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -98,8 +98,10 @@ class Uploader:
         state: ResumeState,
         display: Display,
         options: UploadOptions,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client
+        self.sleep = sleep  # between retries
         self.server = target.server
         self.tus = TusClient(client)
         self.state = state
@@ -258,7 +260,7 @@ class Uploader:
                 raise ClientError(f"{action}: gave up after {failures} attempts ({last_problem})")
             pause = 2 ** (failures - 1)
             self.display.note(f"{path.name}: {last_problem}; trying again in {pause} s")
-            time.sleep(pause)
+            self.sleep(pause)
             known = None
 
     def _head_offset(self, url: str, action: str) -> int | None:
