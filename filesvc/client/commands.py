@@ -129,6 +129,14 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 
 def _signed_in(target: Target) -> Target:
+    from filesvc.client.config import CredentialStore
+
+    stored = CredentialStore().get(target.server)
+    if not target.token and stored is not None:
+        raise ClientError(
+            f"the token for {target.server} has expired: run "
+            f"`filesvc login --server {target.server}` again"
+        )
     if not target.token:
         raise ClientError(
             f"not signed in to {target.server}: run `filesvc login --server {target.server}`, "

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 from urllib.parse import quote
@@ -80,6 +80,7 @@ class Downloader:
     def download(self, file_id: str, output: Path | None, resume: bool) -> Path:
         remote = self._describe(file_id)
         path = self._target_path(remote, output, resume)
+        remote = replace(remote, name=path.name)  # shown in notes and bars: local and clean
         partial = path.with_name(path.name + PART_SUFFIX)
         if resume and not partial.exists() and path.is_file():
             # A short file where the download was going (wget -c): continue it.
@@ -118,12 +119,13 @@ class Downloader:
         if output is not None and not output.is_dir():
             return output
         path = (output or Path.cwd()) / name
-        if path.exists() and not resume and output is None:
+        if path.is_dir():
+            raise UsageError(f"{path} is a folder")
+        # A name that came from the server never replaces a file unasked.
+        if path.exists() and not resume:
             raise UsageError(
                 f"{path} exists: pass -o {path} to replace it, or --continue to complete it"
             )
-        if path.is_dir():
-            raise UsageError(f"{path} is a folder")
         return path
 
     def _fetch(self, remote: RemoteFile, partial: Path, resume: bool) -> None:

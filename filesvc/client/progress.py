@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Protocol, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -78,9 +79,9 @@ class RichDisplay:
         )
 
     def bar(self, name: str, total: int | None, completed: int = 0) -> Bar:
-        return _RichBar(
-            self._progress, self._progress.add_task(name, total=total, completed=completed)
-        )
+        # The name is text, not markup: a file called "[red]x" or "[/]" must show as it is.
+        task = self._progress.add_task(escape(name), total=total, completed=completed)
+        return _RichBar(self._progress, task)
 
     def note(self, text: str) -> None:
         self._progress.console.print(text, markup=False, highlight=False)

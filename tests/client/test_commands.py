@@ -3,9 +3,11 @@ a clear message on stderr, nothing on stdout, and the exit code (2 for bad argum
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,19 @@ def test_a_server_that_is_not_there_is_named(home: Path) -> None:
     assert result.returncode == 1
     assert f"cannot connect to {server}" in result.stderr
     assert not (home / "config").exists()
+
+
+def test_an_expired_login_says_so(home: Path) -> None:
+    credentials = home / "config" / "filesvc" / "credentials.json"
+    credentials.parent.mkdir(parents=True)
+    server = "http://127.0.0.1:9"
+    entry = {"token": "old", "username": "erin", "expires_at": time.time() - 60}
+    credentials.write_text(json.dumps({"servers": {server: entry}, "default_server": server}))
+    (home / "a.txt").write_text("x")
+
+    result = filesvc(home, "upload", "a.txt")
+
+    assert result.returncode == 1
+    assert f"the token for {server} has expired: run `filesvc login --server {server}`" in (
+        result.stderr
+    )
