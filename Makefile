@@ -36,7 +36,8 @@ check: lint typecheck test
 
 ## Throughput and memory against nginx (installs nginx with apt if it is missing), on S3
 ## (SeaweedFS) against boto3 direct, tracked against untracked transfers, and the SSE
-## fan-out (1,000 subscribers on one worker); BENCH_ARGS="--skip-s3" or "--s3-only".
+## fan-out (1,000 subscribers on one worker), and a 1 GiB tus upload in 8 and 64 MiB chunks
+## against curl -T; BENCH_ARGS="--skip-s3", "--s3-only" or "--tus-only".
 bench: install
 	$(BIN)/python -m tests.benchmarks.run $(BENCH_ARGS)
 

@@ -136,7 +136,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             settings=settings,
             db=db,
             storage=storage,
-            partials=build_partial_store(storage, settings),
+            partials=build_partial_store(storage),
             hashes=HashCache(),
             transfers=context.transfers,
             feed=context.feed,

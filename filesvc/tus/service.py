@@ -237,6 +237,7 @@ async def _receive(
     upload.storage_state = state
     if final:
         file = await _finish(session, runtime, upload, sha256, token)
+        await writer.settled()  # the tail this chunk started from, if any
         return ChunkResult(offset, upload.expires_at, file)
     expires_at = _expiry(runtime.settings)
     kept = await leases.release(

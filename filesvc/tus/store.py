@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from filesvc.config import Settings
 from filesvc.storage.base import Storage
 from filesvc.tus.models import TusUpload
 
@@ -53,7 +52,7 @@ class PartialStore(Protocol):
         ...
 
 
-def build_partial_store(storage: Storage, settings: Settings) -> PartialStore:
+def build_partial_store(storage: Storage) -> PartialStore:
     from filesvc.storage.local import LocalStorage
 
     if isinstance(storage, LocalStorage):

@@ -3,7 +3,7 @@ then of filesvc on S3 (SeaweedFS) against boto3 direct (see tests/benchmarks/s3.
 
     .venv/bin/python -m tests.benchmarks.run [--size-mib 1024] [--repeat 3] [--nginx-only]
                                              [--tracking-repeat 5] [--subscribers 1000]
-        [--skip-s3 | --s3-only]
+        [--skip-s3 | --s3-only | --tus-only]
 
 Makes a random test file (temp dir on disk, not tmpfs), starts nginx (foreground child,
 generated config, worker_processes 1, installed with apt-get if missing) and a real
@@ -19,6 +19,9 @@ filesvc file kept for the downloads; the server going first alternates between r
 Then filesvc alone: the raw upload and the download with and without an `X-Transfer-Id`
 (tracking must cost under 10%), and the SSE fan-out (tests/benchmarks/fanout.py): 1,000
 subscribers on one worker watching one upload, with delivery latency and peak RSS.
+
+Then tus (tests/benchmarks/tus.py): a 1 GiB upload to /api/v1/uploads in 8 MiB and 64 MiB
+chunks against `curl -T` to /files/raw, local disk; `--tus-only` runs just that.
 
 Prints the medians (MB/s, 1 MB = 10^6 bytes), the filesvc/nginx ratios and the server's
 peak RSS (max of VmHWM and sampled VmRSS) against the targets, and writes
@@ -52,6 +55,7 @@ from tests.benchmarks.runner import Bench, run_all
 from tests.benchmarks.s3 import render_s3_table, run_s3_bench
 from tests.benchmarks.tracking import run_tracking
 from tests.benchmarks.transfers import filesystem_type, make_test_file
+from tests.benchmarks.tus import render_tus_table, run_tus_bench
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -75,7 +79,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-s3", action="store_true", help="no S3 (SeaweedFS) part")
     parser.add_argument("--s3-only", action="store_true", help="only the S3 (SeaweedFS) part")
+    parser.add_argument("--tus-only", action="store_true", help="only tus against curl -T")
     args = parser.parse_args(argv)
+    if args.tus_only:
+        args.skip_s3 = True
     if args.nginx_only:
         args.skip_s3 = True
     if args.size_mib < 1 or args.repeat < 1:
@@ -130,10 +137,25 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         root = make_workspace(stack, args.tmp_dir)
         src, sha256 = make_source(root, args.size_mib)
+        if args.tus_only:
+            return {"tus": tus_benchmark(args, root, src, sha256)}
         report = {} if args.s3_only else local_benchmark(args, root, src, sha256)
+        if not args.s3_only:
+            report["tus"] = tus_benchmark(args, root, src, sha256)
         if not args.skip_s3:
             report["s3"] = run_s3_bench(args, root, src, sha256, args.filesvc_bin)
         return report
+
+
+def tus_benchmark(args: argparse.Namespace, root: Path, src: Path, sha256: str) -> dict[str, Any]:
+    """filesvc alone, with the machine to itself: tus chunks against curl -T."""
+    with contextlib.ExitStack() as stack:
+        server = FilesvcServer(args.filesvc_bin, root / "filesvc-tus")
+        stack.callback(server.stop)
+        server.start()
+        work = root / "work-tus"
+        work.mkdir()
+        return run_tus_bench(server, src, sha256, work, args.repeat)
 
 
 def local_benchmark(args: argparse.Namespace, root: Path, src: Path, sha256: str) -> dict[str, Any]:
@@ -181,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     if "s3" in report:
         print()
         print(render_s3_table(report["s3"]))
+    if "tus" in report:
+        print()
+        print(render_tus_table(report["tus"]))
     print()
     write_json(report)
     return 0

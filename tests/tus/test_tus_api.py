@@ -323,3 +323,53 @@ async def test_expired_upload_is_410(
         await session.execute(update(TusUpload).values(expires_at=utcnow() - timedelta(seconds=1)))
     assert (await client.head(url, headers={**editor.headers, **TUS})).status_code == 410
     assert (await patch(client, editor, url, 0, b"x" * 10)).status_code == 410
+
+
+async def test_gc_removes_expired_uploads_bytes_and_rows(
+    client: httpx.AsyncClient, editor: Account, settings: Settings, app: object
+) -> None:
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from filesvc.db import utcnow
+    from filesvc.tus.expiry import live_storage_keys, remove_expired_uploads
+
+    context: AppContext = app.state.context  # type: ignore[attr-defined]
+    stale = await created(client, editor, 20 * MiB)
+    fresh = await created(client, editor, 20 * MiB)
+    for url in (stale, fresh):
+        # 6 MiB + 1 KiB: one S3 part and a tail object, or a partial file on disk.
+        assert (await patch(client, editor, url, 0, os.urandom(6 * MiB + 1024))).status_code == 204
+    stale_id = stale.rsplit("/", 1)[1]
+    async with context.db.session() as session:
+        await session.execute(
+            update(TusUpload)
+            .where(TusUpload.id == stale_id)
+            .values(expires_at=utcnow() - timedelta(hours=2))
+        )
+    stored_before = _stored(settings)
+
+    assert await remove_expired_uploads(context.db, context.storage, grace=timedelta(hours=3)) == []
+    dry = await remove_expired_uploads(
+        context.db, context.storage, grace=timedelta(hours=1), dry_run=True
+    )
+    assert [u.id for u in dry] == [stale_id]
+    assert _stored(settings) == stored_before
+    removed = await remove_expired_uploads(context.db, context.storage, grace=timedelta(hours=1))
+    assert [u.id for u in removed] == [stale_id]
+
+    rows = await _upload_rows(context)
+    assert [row.id for row in rows] == [fresh.rsplit("/", 1)[1]]
+    assert (await client.head(stale, headers={**editor.headers, **TUS})).status_code == 404
+    # Only the fresh upload's bytes remain, all under its live key.
+    live = await live_storage_keys(context.db)
+    assert live == {rows[0].storage_key}
+    (key,) = live
+    if settings.storage == "local":
+        partials = sorted(p.name for p in (settings.resolved_storage_dir / ".tus").iterdir())
+        assert partials == [f"{key}.part"]
+    else:
+        assert _stored(settings)
+        assert all(key in path for path in _stored(settings)), _stored(settings)
+    assert (await offset_of(client, editor, fresh)) == 6 * MiB + 1024
