@@ -103,13 +103,9 @@ class AccessLog:
         self.offset = server.stderr_path.stat().st_size
 
     def lines(self, method: str, path: str) -> list[tuple[int, str]]:
-        """(status, line) of each `METHOD path` request since the mark."""
+        """(status, client address) of each `METHOD path` request since the mark."""
         with self.server.stderr_path.open("rb") as f:
             f.seek(self.offset)
             text = f.read().decode("utf-8", "replace")
-        pattern = re.compile(rf'"{re.escape(method)} {re.escape(path)}" (\d{{3}}) ')
-        found = []
-        for line in text.splitlines():
-            if match := pattern.search(line):
-                found.append((int(match[1]), line))
-        return found
+        pattern = re.compile(rf'(\S+) "{re.escape(method)} {re.escape(path)}" (\d{{3}}) ')
+        return [(int(m[2]), m[1]) for line in text.splitlines() if (m := pattern.search(line))]
