@@ -18,6 +18,7 @@ import hashlib
 import mimetypes
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -140,8 +141,10 @@ class Uploader:
             )
         digest = WholeFileDigest(path)
         try:
-            with path.open("rb") as f:
-                finished, sent = self._transfer(f, path, url, offset, key.size, digest, action)
+            with path.open("rb") as f, ThreadPoolExecutor(1, "filesvc-sha256") as hasher:
+                finished, sent = self._transfer(
+                    f, path, url, offset, key.size, digest, hasher, action
+                )
         except OSError as exc:
             raise FileError(f"cannot read {path}: {exc.strerror or exc}") from exc
         return self._finish(path, key, finished, digest, sent, action)
@@ -212,6 +215,7 @@ class Uploader:
         offset: int,
         size: int,
         digest: WholeFileDigest,
+        hasher: ThreadPoolExecutor,
         action: str,
     ) -> tuple[Finished, int]:
         """PATCH chunk after chunk from `offset` until the server says the file is stored."""
@@ -227,15 +231,20 @@ class Uploader:
                     bar.set(known)
             if known is not None:
                 pieces = self._read_chunk(f, path, known, size)
-                digest.feed(known, pieces)
+                # The whole file's hash is taken in a thread while the chunk is on its way
+                # (hashlib lets go of the GIL): it costs no time on a machine with 2 cores.
+                hashing = hasher.submit(digest.feed, known, pieces)
                 length = sum(map(len, pieces))
+                response: httpx.Response | None = None
                 try:
                     response = self.tus.patch(
                         url, known, self._body(pieces, bar, limit), length, sha256_checksum(pieces)
                     )
                 except httpx.TransportError as exc:
                     last_problem = f"{type(exc).__name__}: {exc}".rstrip(": ")
-                else:
+                finally:
+                    hashing.result()
+                if response is not None:
                     if response.status_code in (404, 410):
                         raise UploadGone(url)
                     if response.status_code == 204:
