@@ -169,7 +169,7 @@ def cmd_upload(args: argparse.Namespace) -> int:
                 display.note(f"filesvc: {exc.message}")
                 failed += 1
                 continue
-            print(uploaded.file_id, flush=True)
+            display.result(uploaded.file_id)
     if failed:
         print(f"filesvc: {failed} of {len(args.files)} files failed", file=sys.stderr)
     return 1 if failed else 0

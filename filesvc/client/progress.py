@@ -35,6 +35,9 @@ class Display(Protocol):
 
     def note(self, text: str) -> None: ...
 
+    def result(self, text: str) -> None:
+        """A line of the command's output proper (stdout), such as a file id."""
+
     def __enter__(self) -> Display: ...
 
     def __exit__(
@@ -76,6 +79,9 @@ class RichDisplay:
             TimeRemainingColumn(),
             console=console,
             expand=True,
+            # Results go to the real stdout, which may be a pipe: `ID=$(filesvc upload f)`.
+            redirect_stdout=False,
+            redirect_stderr=False,
         )
 
     def bar(self, name: str, total: int | None, completed: int = 0) -> Bar:
@@ -85,6 +91,12 @@ class RichDisplay:
 
     def note(self, text: str) -> None:
         self._progress.console.print(text, markup=False, highlight=False)
+
+    def result(self, text: str) -> None:
+        if sys.stdout.isatty():  # the bars' terminal too: print above them, not through them
+            self._progress.console.print(text, markup=False, highlight=False)
+        else:
+            print(text, flush=True)
 
     def __enter__(self) -> RichDisplay:
         self._progress.start()
@@ -141,6 +153,9 @@ class PlainDisplay:
 
     def note(self, text: str) -> None:
         print(text, file=self._stream or sys.stderr, flush=True)
+
+    def result(self, text: str) -> None:
+        print(text, flush=True)
 
     def __enter__(self) -> PlainDisplay:
         return self

@@ -4,11 +4,14 @@ Range request, and every failure is one clear line and a non-zero exit."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import pty
 import signal
 import stat
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,6 +135,46 @@ def test_download_into_the_current_folder_under_a_safe_name(
     again = cli.run("download", file_id)  # never over a file it did not name itself
     assert again.returncode == 2
     assert "profile exists: pass -o" in again.stderr
+
+
+def test_on_a_terminal_bars_go_to_stderr_and_ids_still_to_stdout(
+    server: RunningServer, cli: Cli, tmp_path: Path
+) -> None:
+    """`ID=$(filesvc upload f)` in a terminal: the bar on the terminal, the id in $ID."""
+    file = make_random_file(tmp_path / "a.bin", 3 * MiB)
+    terminal, terminal_side = pty.openpty()
+    shown = bytearray()
+
+    def read_terminal() -> None:
+        with contextlib.suppress(OSError):  # EIO once the process closed its side
+            while chunk := os.read(terminal, 65536):
+                shown.extend(chunk)
+
+    reader = threading.Thread(target=read_terminal)
+    reader.start()
+    try:
+        process = subprocess.run(
+            cli.command("upload", str(file.path)),
+            env=cli.env() | {"TERM": "xterm-256color", "COLUMNS": "100"},
+            cwd=cli.home,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=terminal_side,
+            timeout=180,
+            check=False,
+        )
+    finally:
+        os.close(terminal_side)
+        reader.join(timeout=30)
+        os.close(terminal)
+
+    assert process.returncode == 0, shown.decode(errors="replace")
+    [file_id] = process.stdout.decode().splitlines()
+    assert server.get_file(file_id)["sha256"] == file.sha256
+    screen = shown.decode(errors="replace")
+    assert "━" in screen  # rich's bar
+    assert "\x1b[" in screen
+    assert file_id in screen  # the note "stored as <id>", above the bar
 
 
 # --- an upload killed midway ----------------------------------------------------------
