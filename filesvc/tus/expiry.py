@@ -7,6 +7,7 @@ writing right now) is left for the next run.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -78,3 +79,41 @@ async def live_storage_keys(db: Database) -> set[str]:
     multipart upload under one of them."""
     async with db.session() as session:
         return set(await session.scalars(select(TusUpload.storage_key)))
+
+
+async def remove_orphan_partials(
+    db: Database, storage: Storage, *, grace: timedelta = timedelta(0), dry_run: bool = False
+) -> list[str]:
+    """Local disk: partial files under `<blobs>/.tus/` that no upload row names and that
+    were last written more than `grace` ago (a crash after the File committed and before
+    the partial was unlinked). Returns their names. Nothing to do on S3, where the same
+    leftovers are ordinary objects without a row."""
+    from filesvc.storage.local import LocalStorage
+    from filesvc.tus.local import TUS_DIR_NAME
+
+    if not isinstance(storage, LocalStorage):
+        return []
+    live = await live_storage_keys(db)
+    cutoff = (utcnow() - grace).timestamp()
+    directory = storage.root / TUS_DIR_NAME
+
+    def _sweep() -> list[str]:
+        found: list[str] = []
+        try:
+            entries = list(directory.iterdir())
+        except FileNotFoundError:
+            return found
+        for path in entries:
+            if path.suffix != ".part" or path.stem in live:
+                continue
+            try:
+                if path.stat().st_mtime >= cutoff:
+                    continue
+                if not dry_run:
+                    path.unlink()
+            except FileNotFoundError:
+                continue
+            found.append(path.name)
+        return sorted(found)
+
+    return await asyncio.to_thread(_sweep)

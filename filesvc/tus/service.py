@@ -183,7 +183,10 @@ async def write_chunk(
             limits.check_size(length)
             room = length - offset
         else:
-            room = min(limits.max_bytes, limits.quota_left or limits.max_bytes) - offset
+            allowed = limits.max_bytes
+            if limits.quota_left is not None:
+                allowed = min(allowed, limits.quota_left)
+            room = allowed - offset
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > room:
             raise LengthExceeded()

@@ -5,9 +5,11 @@ headers), with progress along the way; the stored file has the picked bytes."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pytest
 
@@ -16,11 +18,10 @@ from .npm import UPPY, npm_package
 from .server import MiB, RunningServer, User, create_user, make_random_file
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page, Route
+    from playwright.sync_api import Browser, Page
 
 pytestmark = pytest.mark.e2e
 
-PAGE_ORIGIN = "http://uppy.test"
 PICKED_BYTES = 50 * MiB
 CHUNK = 5 * MiB
 UI_TIMEOUT_MS = 120_000
@@ -56,39 +57,73 @@ document.getElementById("pick").addEventListener("change", (event) => {
 """
 
 
+class _PageFiles(BaseHTTPRequestHandler):
+    """Serves the test page and Uppy's bundle (set on the class by `page_site`)."""
+
+    files: ClassVar[dict[str, tuple[bytes, str]]] = {}
+
+    def do_GET(self) -> None:
+        body, content_type = self.files.get(self.path, (b"not found", "text/plain"))
+        self.send_response(200 if self.path in self.files else 404)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+@pytest.fixture(scope="module")
+def page_site() -> Iterator[tuple[str, type[_PageFiles]]]:
+    """Another origin than the server's (so CORS applies), on loopback like it: Chromium
+    lets only loopback pages call loopback addresses."""
+    handler = type("PageFiles", (_PageFiles,), {"files": {}})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", handler
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
+
+
 @pytest.fixture(scope="module")
 def server_process(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    page_site: tuple[str, type[_PageFiles]],
 ) -> Iterator[RunningServer]:
-    yield from serve_on(request, tmp_path_factory, "local", {"FILESVC_CORS_ORIGINS": PAGE_ORIGIN})
+    env = {"FILESVC_CORS_ORIGINS": page_site[0]}
+    yield from serve_on(request, tmp_path_factory, "local", env)
 
 
 @pytest.fixture
-def page(chromium: Browser, server: RunningServer, editor: User) -> Iterator[Page]:
-    """The test page on its own origin, Uppy from npm; nothing else leaves the machine."""
+def page(
+    chromium: Browser,
+    server: RunningServer,
+    editor: User,
+    page_site: tuple[str, type[_PageFiles]],
+) -> Iterator[Page]:
+    """The test page on its own origin with Uppy from npm; nothing else leaves the machine."""
+    origin, files = page_site
     dist = npm_package(*UPPY) / "dist"
     settings = {
         "endpoint": server.url("/api/v1/uploads"),
         "token": editor.token,
         "chunkSize": CHUNK,
     }
-    html = PAGE.replace("SETTINGS", json.dumps(settings))
-
-    def serve_page(route: Route) -> None:
-        path = route.request.url.removeprefix(PAGE_ORIGIN)
-        if path == "/":
-            route.fulfill(body=html, content_type="text/html")
-        elif path in ("/uppy.min.mjs", "/uppy.min.css"):
-            content_type = "text/javascript" if path.endswith(".mjs") else "text/css"
-            route.fulfill(path=dist / path.lstrip("/"), content_type=content_type)
-        else:
-            route.fulfill(status=404)
-
-    context = chromium.new_context()
-    context.route(f"{PAGE_ORIGIN}/**", serve_page)
-    context.route(
-        lambda url: not url.startswith((PAGE_ORIGIN, server.base_url)), lambda r: r.abort()
+    files.files.update(
+        {
+            "/": (PAGE.replace("SETTINGS", json.dumps(settings)).encode(), "text/html"),
+            "/uppy.min.mjs": ((dist / "uppy.min.mjs").read_bytes(), "text/javascript"),
+            "/uppy.min.css": ((dist / "uppy.min.css").read_bytes(), "text/css"),
+        }
     )
+    context = chromium.new_context()
+    context.route(lambda url: not url.startswith((origin, server.base_url)), lambda r: r.abort())
     page = context.new_page()
     page.set_default_timeout(UI_TIMEOUT_MS)
     errors: list[str] = []
@@ -106,10 +141,13 @@ def editor(server_process: RunningServer) -> User:
 
 
 def test_uppy_uploads_50_mib_over_tus_with_progress(
-    page: Page, server: RunningServer, editor: User, tmp_path: Path
+    page: Page,
+    server: RunningServer,
+    page_site: tuple[str, type[_PageFiles]],
+    tmp_path: Path,
 ) -> None:
     picked = make_random_file(tmp_path / "uppy-50MiB.bin", PICKED_BYTES)
-    response = page.goto(PAGE_ORIGIN + "/")
+    response = page.goto(page_site[0] + "/")
     assert response is not None
     assert response.status == 200
     page.locator("#pick").set_input_files(picked.path)

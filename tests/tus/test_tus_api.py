@@ -373,3 +373,123 @@ async def test_gc_removes_expired_uploads_bytes_and_rows(
         assert _stored(settings)
         assert all(key in path for path in _stored(settings)), _stored(settings)
     assert (await offset_of(client, editor, fresh)) == 6 * MiB + 1024
+
+
+async def test_a_lease_held_elsewhere_is_423_until_it_expires(
+    client: httpx.AsyncClient, editor: Account, app: object
+) -> None:
+    """The lease lives in the row: another instance holding it (here: claimed directly in
+    the database) refuses this one's PATCH; once it expires, the PATCH goes through."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from filesvc.db import utcnow
+    from filesvc.tus import lease
+
+    context: AppContext = app.state.context  # type: ignore[attr-defined]
+    data = os.urandom(MiB)
+    url = await created(client, editor, len(data))
+    upload_id = url.rsplit("/", 1)[1]
+    async with context.db.session() as session:
+        assert await lease.claim(session, upload_id) is not None
+    async with context.db.session() as session:
+        assert await lease.claim(session, upload_id) is None  # one holder at a time
+    refused = await patch(client, editor, url, 0, data)
+    assert refused.status_code == 423
+    assert refused.json()["code"] == "upload_locked"
+    assert await offset_of(client, editor, url) == 0
+
+    async with context.db.session() as session:
+        await session.execute(
+            update(TusUpload).values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    done = await patch(client, editor, url, 0, data)
+    assert done.status_code == 204, done.text
+    file = (await client.get(done.headers["x-file-location"], headers=editor.headers)).json()
+    assert file["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+async def test_bytes_past_the_offset_after_a_crash_are_cut_back(
+    client: httpx.AsyncClient, editor: Account, settings: Settings, app: object
+) -> None:
+    """A process killed mid-chunk leaves a partial file longer than the committed offset
+    (local disk) or parts no row names (S3); the next PATCH starts at the offset."""
+    data = os.urandom(8 * MiB)
+    url = await created(client, editor, len(data))
+    assert (await patch(client, editor, url, 0, data[: 3 * MiB])).status_code == 204
+    if settings.storage == "local":
+        [partial] = (settings.resolved_storage_dir / ".tus").iterdir()
+        with partial.open("ab") as f:
+            f.write(b"junk that was never committed" * 1000)
+    assert await offset_of(client, editor, url) == 3 * MiB
+    done = await patch(client, editor, url, 3 * MiB, data[3 * MiB :])
+    assert done.status_code == 204, done.text
+    file = (await client.get(done.headers["x-file-location"], headers=editor.headers)).json()
+    assert file["size"] == len(data)
+    assert file["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+async def test_hash_is_recomputed_when_this_process_did_not_see_every_chunk(
+    client: httpx.AsyncClient, editor: Account, app: object
+) -> None:
+    """A restart (or another worker) loses the running SHA-256: it is read back at the end."""
+    from filesvc.tus.service import TusRuntime
+
+    runtime: TusRuntime = app.state.tus  # type: ignore[attr-defined]
+    data = os.urandom(7 * MiB)
+    url = await created(client, editor, len(data))
+    assert (await patch(client, editor, url, 0, data[: 6 * MiB])).status_code == 204
+    runtime.hashes.forget(url.rsplit("/", 1)[1])
+    done = await patch(client, editor, url, 6 * MiB, data[6 * MiB :])
+    assert done.status_code == 204, done.text
+    file = (await client.get(done.headers["x-file-location"], headers=editor.headers)).json()
+    assert file["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+async def test_deferred_length_over_the_quota_is_413(
+    client: httpx.AsyncClient, editor: Account, settings: Settings
+) -> None:
+    settings.user_quota_bytes = 2 * MiB
+    url = await created(client, editor, None)
+    response = await patch(client, editor, url, 0, os.urandom(3 * MiB))
+    assert response.status_code == 413
+    assert await offset_of(client, editor, url) == 0
+    over = await create(client, editor, 3 * MiB)
+    assert over.status_code == 413
+    assert over.json()["code"] == "quota_exceeded"
+
+
+async def test_gc_removes_orphan_partial_files_on_local_disk(
+    client: httpx.AsyncClient, editor: Account, settings: Settings, app: object
+) -> None:
+    from datetime import timedelta
+
+    from filesvc.tus.expiry import remove_orphan_partials
+
+    context: AppContext = app.state.context  # type: ignore[attr-defined]
+    url = await created(client, editor, 10 * MiB)
+    assert (await patch(client, editor, url, 0, os.urandom(MiB))).status_code == 204
+    if settings.storage != "local":
+        assert await remove_orphan_partials(context.db, context.storage) == []
+        return
+    tus_dir = settings.resolved_storage_dir / ".tus"
+    orphan = tus_dir / "0123456789abcdef0123456789abcdef.part"
+    orphan.write_bytes(b"left by a crash")
+    two_hours_ago = orphan.stat().st_mtime - 7200
+    os.utime(orphan, (two_hours_ago, two_hours_ago))
+
+    kept = await remove_orphan_partials(context.db, context.storage, grace=timedelta(hours=3))
+    assert kept == []
+    dry = await remove_orphan_partials(
+        context.db, context.storage, grace=timedelta(hours=1), dry_run=True
+    )
+    assert dry == [orphan.name]
+    assert orphan.exists()
+    removed = await remove_orphan_partials(context.db, context.storage, grace=timedelta(0))
+    assert removed == [orphan.name]
+    assert not orphan.exists()
+    # The live upload's partial file stays, however old.
+    [live] = tus_dir.iterdir()
+    assert await offset_of(client, editor, url) == MiB
+    assert live.stat().st_size == MiB
