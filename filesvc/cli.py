@@ -1,4 +1,4 @@
-"""The `filesvc` command line."""
+"""The `filesvc` command line: the server's commands here, the client's in filesvc/client."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from filesvc.client.commands import add_client_commands, run
 from filesvc.config import Settings
 
 
@@ -207,11 +208,15 @@ def build_parser() -> argparse.ArgumentParser:
     enable = users_commands.add_parser("enable", help="let a disabled user sign in again")
     enable.add_argument("name")
     users.set_defaults(handler=cmd_users)
+
+    add_client_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not getattr(args, "needs_settings", True):
+        return run(args.handler, args)  # a client of some server: no server settings
     try:
         settings = Settings()
     except ValidationError as exc:
