@@ -21,6 +21,7 @@ from filesvc.deps import AppContext
 from filesvc.errors import install_error_handlers
 from filesvc.events.feed import FileFeed
 from filesvc.events.router import router as events_router
+from filesvc.files.inserts import file_inserts
 from filesvc.files.router import router as files_router
 from filesvc.middleware import RequestContextMiddleware
 from filesvc.sharing.router import SHARED_SEGMENT
@@ -98,6 +99,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         admin_password = settings.admin_password
         await ensure_admin(db, admin_password.get_secret_value() if admin_password else None)
         broker = await build_broker(settings.redis_url)
+        feed = FileFeed(broker, db, settings.events_replay_window)
         app.state.context = AppContext(
             settings=settings,
             db=db,
@@ -105,7 +107,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             secret_key=_secret_key(settings),
             broker=broker,
             transfers=TransferHub(broker, settings),
-            feed=FileFeed(broker, db, settings.events_replay_window),
+            feed=feed,
+            file_inserts=file_inserts(db.sessionmaker, feed),
             streams=StreamLimiter(settings.max_streams_per_user),
         )
         yield
