@@ -36,7 +36,8 @@ check: lint typecheck test
 
 ## Throughput and memory against nginx (installs nginx with apt if it is missing), on S3
 ## (SeaweedFS) against boto3 direct, tracked against untracked transfers, and the SSE
-## fan-out (1,000 subscribers on one worker); BENCH_ARGS="--skip-s3" or "--s3-only".
+## fan-out (1,000 subscribers on one worker), durable writes against dd conv=fsync (one big
+## and 64 parallel 1 MiB uploads); BENCH_ARGS="--skip-s3", "--s3-only" or "--uploads-only".
 bench: install
 	$(BIN)/python -m tests.benchmarks.run $(BENCH_ARGS)
 

@@ -3,7 +3,7 @@ then of filesvc on S3 (SeaweedFS) against boto3 direct (see tests/benchmarks/s3.
 
     .venv/bin/python -m tests.benchmarks.run [--size-mib 1024] [--repeat 3] [--nginx-only]
                                              [--tracking-repeat 5] [--subscribers 1000]
-        [--skip-s3 | --s3-only]
+        [--skip-s3 | --s3-only | --uploads-only]
 
 Makes a random test file (temp dir on disk, not tmpfs), starts nginx (foreground child,
 generated config, worker_processes 1, installed with apt-get if missing) and a real
@@ -19,6 +19,10 @@ filesvc file kept for the downloads; the server going first alternates between r
 Then filesvc alone: the raw upload and the download with and without an `X-Transfer-Id`
 (tracking must cost under 10%), and the SSE fan-out (tests/benchmarks/fanout.py): 1,000
 subscribers on one worker watching one upload, with delivery latency and peak RSS.
+
+Then the durable writes (tests/benchmarks/uploads.py): `dd conv=fsync` of the file against
+filesvc's raw upload of it, and 64 concurrent 1 MiB uploads, with the server's CPU-seconds
+per GiB; `--uploads-only` runs only these.
 
 Prints the medians (MB/s, 1 MB = 10^6 bytes), the filesvc/nginx ratios and the server's
 peak RSS (max of VmHWM and sampled VmRSS) against the targets, and writes
@@ -52,6 +56,7 @@ from tests.benchmarks.runner import Bench, run_all
 from tests.benchmarks.s3 import render_s3_table, run_s3_bench
 from tests.benchmarks.tracking import run_tracking
 from tests.benchmarks.transfers import filesystem_type, make_test_file
+from tests.benchmarks.uploads import render_upload_table, run_upload_bench
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -75,6 +80,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--skip-s3", action="store_true", help="no S3 (SeaweedFS) part")
     parser.add_argument("--s3-only", action="store_true", help="only the S3 (SeaweedFS) part")
+    parser.add_argument(
+        "--uploads-only", action="store_true", help="only dd against big and 64 parallel uploads"
+    )
     args = parser.parse_args(argv)
     if args.nginx_only:
         args.skip_s3 = True
@@ -130,7 +138,11 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         root = make_workspace(stack, args.tmp_dir)
         src, sha256 = make_source(root, args.size_mib)
+        if args.uploads_only:
+            return {"uploads": upload_benchmark(args, root, src, sha256)}
         report = {} if args.s3_only else local_benchmark(args, root, src, sha256)
+        if not args.s3_only and not args.nginx_only:
+            report["uploads"] = upload_benchmark(args, root, src, sha256)
         if not args.skip_s3:
             report["s3"] = run_s3_bench(args, root, src, sha256, args.filesvc_bin)
         return report
@@ -161,6 +173,15 @@ def local_benchmark(args: argparse.Namespace, root: Path, src: Path, sha256: str
         return report
 
 
+def upload_benchmark(
+    args: argparse.Namespace, root: Path, src: Path, sha256: str
+) -> dict[str, Any]:
+    if not args.filesvc_bin.exists():
+        raise BenchError(f"{args.filesvc_bin} missing: `pip install -e .`")
+    log("durable writes: dd conv=fsync, filesvc raw upload, 64 parallel 1 MiB uploads")
+    return run_upload_bench(args.filesvc_bin, root, src, sha256, args.repeat)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.loadavg_at_start = [round(x, 2) for x in os.getloadavg()]
@@ -178,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     if "comparisons" in report:
         print()
         print(render_table(report))
+    if "uploads" in report:
+        print()
+        print(render_upload_table(report["uploads"]))
     if "s3" in report:
         print()
         print(render_s3_table(report["s3"]))
