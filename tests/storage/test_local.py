@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import os
 import stat
 import threading
@@ -276,3 +277,39 @@ async def test_list_ignores_temp_and_stray_files(storage: LocalStorage) -> None:
 
     assert [meta.key async for meta in storage.list()] == [KEY]
     await pending.abort()
+
+
+async def test_hashing_writer_writes_every_chunk_in_order_through_short_writes(
+    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # More chunks than one writev takes, and a kernel that writes at most 7 bytes a call.
+    chunks = [bytes([i % 251]) * (i % 13) for i in range(local.IOV_MAX * 2 + 5)]
+    real_writev = os.writev
+    monkeypatch.setattr(os, "writev", lambda fd, views: real_writev(fd, [bytes(views[0])[:7]]))
+    hasher = hashlib.sha256()
+    writer = await storage.open_writer(KEY)
+    await writer.write_hashed(chunks[:100], hasher)
+    await writer.commit_hashed(chunks[100:], hasher, None)
+
+    data = b"".join(chunks)
+    assert storage.local_path(KEY).read_bytes() == data
+    assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+async def test_a_refused_digest_commits_nothing(storage: LocalStorage) -> None:
+    class Refused(Exception):
+        pass
+
+    def refuse(digest: str) -> None:
+        assert digest == hashlib.sha256(b"abcdef").hexdigest()
+        raise Refused()
+
+    hasher = hashlib.sha256()
+    writer = await storage.open_writer(KEY)
+    await writer.write_hashed([b"abc"], hasher)
+    with pytest.raises(Refused):
+        await writer.commit_hashed([b"d", b"ef"], hasher, refuse)
+
+    assert all_files(storage) == []
+    with pytest.raises(StorageError, match="closed"):
+        await writer.write(b"more")
