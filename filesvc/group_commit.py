@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+import anyio
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 ItemT = TypeVar("ItemT")
@@ -68,7 +69,8 @@ class GroupCommit(Generic[ItemT, ResultT]):
             if future.done():
                 raise  # the runner itself was cancelled
             while not future.done():
-                with contextlib.suppress(BaseException):
+                # anyio cancels every await of a cancelled scope again: shield this one.
+                with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
                     await asyncio.shield(future)
             if future.cancelled() or future.exception() is not None:
                 raise
