@@ -66,16 +66,15 @@ class GroupCommit(Generic[ItemT, ResultT]):
         try:
             return await asyncio.shield(future)
         except asyncio.CancelledError:
-            if future.done():
-                raise  # the runner itself was cancelled
             while not future.done():
                 # anyio cancels every await of a cancelled scope again: shield this one.
                 with anyio.CancelScope(shield=True), contextlib.suppress(BaseException):
                     await asyncio.shield(future)
             if future.cancelled() or future.exception() is not None:
-                raise
-            # Committed, so the caller's cleanup must not undo it: return, and let the
-            # cancellation reach the caller at its next await.
+                raise  # not committed (or the runner itself was cancelled)
+            # Committed (perhaps just before the cancellation arrived), so the caller's
+            # cleanup must not undo it: return, and let the cancellation reach the caller
+            # at its next await.
             task = asyncio.current_task()
             if task is not None:
                 task.cancel()
