@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, insert, select
 from sqlalchemy.exc import IntegrityError
@@ -137,6 +139,39 @@ async def test_a_cancelled_caller_still_learns_that_its_row_committed(db: Databa
     release.set()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+    assert outcome == ["stored"]
+    assert await stored(db) == ["kept"]
+
+
+async def test_a_caller_in_a_cancelled_anyio_scope_waits_for_the_commit(db: Database) -> None:
+    # anyio (Starlette's task groups) cancels every await of a cancelled scope again.
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_write(session: AsyncSession, items: list[tuple[str, int]]) -> list[str]:
+        started.set()
+        await release.wait()
+        for name, parent_id in items:
+            await session.execute(insert(children).values(name=name, parent_id=parent_id))
+        return ["stored" for _ in items]
+
+    group: GroupCommit[tuple[str, int], str] = GroupCommit(db.sessionmaker, slow_write)
+    scope = anyio.CancelScope()
+    outcome: list[str] = []
+
+    async def caller() -> None:
+        with scope:
+            outcome.append(await group.run(("kept", 1)))
+            await anyio.sleep(10)  # cancelled here, after the result
+
+    task = asyncio.ensure_future(caller())
+    await started.wait()
+    scope.cancel()
+    await asyncio.sleep(0.05)
+    assert not task.done()
+    release.set()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
 
     assert outcome == ["stored"]
     assert await stored(db) == ["kept"]
