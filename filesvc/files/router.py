@@ -24,7 +24,7 @@ from filesvc.files.ingest import (
     receive_form,
     receive_raw,
 )
-from filesvc.files.inserts import Build, FileInserts, Inserted
+from filesvc.files.inserts import FileInserts
 from filesvc.files.limits import UploadLimits
 from filesvc.files.models import File, Visibility
 from filesvc.files.openapi import multipart_upload, raw_upload
@@ -87,11 +87,6 @@ async def _discard_on_failure(storage: Storage, blobs: list[StoredBlob]) -> Asyn
         raise
 
 
-async def _insert(inserts: FileInserts, build: Build) -> Inserted:
-    """Commit new rows (and their events), perhaps in one transaction with other uploads'."""
-    return await inserts.run(build)
-
-
 async def _save_form(
     inserts: FileInserts,
     storage: Storage,
@@ -120,7 +115,7 @@ async def _save_form(
 
         for file in build():  # the final type, now that the names are known
             limits.check_type(file.content_type)
-        files, events = await _insert(inserts, build)
+        files, events = await inserts.run(build)  # perhaps with other uploads' rows
     await feed.publish(events)
     return files
 
@@ -214,8 +209,8 @@ async def upload_raw_file(
     limits = await _limits_then_release(session, settings, user.id)
     blob = await receive_raw(request, storage, limits, name, transfer)
     async with _discard_on_failure(storage, [blob]):
-        [file], events = await _insert(
-            inserts, lambda: [service.new_file(user, blob, name=name, visibility=visibility)]
+        [file], events = await inserts.run(
+            lambda: [service.new_file(user, blob, name=name, visibility=visibility)]
         )
     await feed.publish(events)
     response.headers["Location"] = settings.absolute_url(file_url(file.id))
