@@ -48,10 +48,11 @@ check: lint typecheck test
 
 ## Throughput and memory against nginx (installs nginx and wrk with apt if missing), on S3
 ## (SeaweedFS) against boto3 direct, tracked against untracked transfers, and the SSE
-## fan-out (1,000 subscribers on one worker), small requests under wrk against copyparty,
-## a 1 GiB tus upload in 8 and 64 MiB chunks against curl -T, and the cluster figure
-## (uploads/s and p99 through nginx + two instances against one, wrk, 64 clients);
-## BENCH_ARGS="--skip-s3", "--s3-only", "--skip-small", "--small-only", "--tus-only",
+## fan-out (1,000 subscribers on one worker), durable writes against dd conv=fsync (one big
+## and 64 parallel 1 MiB uploads), small requests under wrk against copyparty, a 1 GiB tus
+## upload in 8 and 64 MiB chunks against curl -T, and the cluster figure (uploads/s and p99
+## through nginx + two instances against one, wrk, 64 clients); BENCH_ARGS="--skip-s3",
+## "--s3-only", "--uploads-only", "--skip-small", "--small-only", "--tus-only",
 ## "--skip-cluster" or "--cluster-only".
 bench: install
 	$(BIN)/python -m tests.benchmarks.run $(BENCH_ARGS)

@@ -75,9 +75,12 @@ POOL_OVERFLOW = 10
 def _sqlite_pragmas(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside the one writer; busy_timeout waits for the lock
-    # instead of failing at once when two requests write together.
+    # instead of failing at once when two requests write together. synchronous=FULL
+    # fsyncs the WAL at every commit: with NORMAL, the last commits before a power loss or
+    # an OS crash roll back, and a 201 promises a durable row (uploads share that cost
+    # through group_commit.py).
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()

@@ -13,6 +13,7 @@ from filesvc.auth.cache import UserCache
 from filesvc.config import Settings
 from filesvc.db import Database
 from filesvc.events.feed import FileFeed
+from filesvc.files.inserts import FileInserts
 from filesvc.observability.metrics import Metrics
 from filesvc.server.drain import Drain
 from filesvc.storage.base import Storage
@@ -32,6 +33,7 @@ class AppContext:
     broker: EventBroker
     transfers: TransferHub
     feed: FileFeed
+    file_inserts: FileInserts
     streams: StreamLimiter
     metrics: Metrics
     drain: Drain
@@ -63,6 +65,10 @@ async def get_feed(context: ContextDep) -> FileFeed:
     return context.feed
 
 
+def get_file_inserts(context: ContextDep) -> FileInserts:
+    return context.file_inserts
+
+
 async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
     async with context.db.session() as session:
         yield session
@@ -77,6 +83,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
 TransfersDep = Annotated[TransferHub, Depends(get_transfers)]
 FeedDep = Annotated[FileFeed, Depends(get_feed)]
+FileInsertsDep = Annotated[FileInserts, Depends(get_file_inserts)]
 # scope="function": the session commits and closes before the response is sent, so a
 # commit failure still becomes an error reply and no connection is held while a
 # download or stream runs.

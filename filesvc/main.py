@@ -26,6 +26,7 @@ from filesvc.deps import AppContext
 from filesvc.errors import install_error_handlers
 from filesvc.events.feed import FileFeed
 from filesvc.events.router import router as events_router
+from filesvc.files.inserts import file_inserts
 from filesvc.files.router import router as files_router
 from filesvc.middleware import RequestContextMiddleware
 from filesvc.observability import router as metrics_router
@@ -155,6 +156,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         broker = await build_broker(settings.redis_url)
         users = UserCache(db, broker)
         users.watch()
+        feed = FileFeed(broker, db, settings.events_replay_window)
         app.state.context = context = AppContext(
             settings=settings,
             db=db,
@@ -162,7 +164,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             secret_key=_secret_key(settings),
             broker=broker,
             transfers=TransferHub(broker, settings),
-            feed=FileFeed(broker, db, settings.events_replay_window),
+            feed=feed,
+            file_inserts=file_inserts(db.sessionmaker, feed),
             streams=StreamLimiter(settings.max_streams_per_user),
             metrics=app.state.metrics,
             drain=drain,

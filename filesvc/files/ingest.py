@@ -34,7 +34,7 @@ from filesvc.files.models import Visibility
 from filesvc.files.multipart import MultipartReader, PartData, PartEnd, PartStart
 from filesvc.files.names import resolve_content_type
 from filesvc.files.schemas import FileUpdate
-from filesvc.storage.base import BlobWriter, Storage
+from filesvc.storage.base import BlobWriter, HashingWriter, Storage
 
 # Bytes handed to the hashing and writing threads at a time: big enough that the thread
 # hop costs nothing, small enough that memory stays flat.
@@ -70,7 +70,10 @@ class BlobSink:
 
     The hash and the write of a batch run in threads (hashlib and file writes release the
     GIL), so parsing, hashing and writing use both cores. At most one batch is in flight,
-    which keeps the writer's calls in order and memory bounded.
+    which keeps the writer's calls in order and memory bounded. A writer that writes in a
+    thread of its own (HashingWriter: local disk) hashes there too and takes the batch as
+    the list of chunks it is: one thread job per batch, no copy, and one job for a body
+    smaller than a batch (its bytes, the hash check and the commit).
     """
 
     def __init__(self, writer: BlobWriter, budget: ByteBudget) -> None:
@@ -78,6 +81,7 @@ class BlobSink:
         self.size = 0
         self._budget = budget
         self._hash = hashlib.sha256()
+        self._hashing = writer if isinstance(writer, HashingWriter) else None
         self._buffer: list[bytes] = []
         self._buffered = 0
         self._in_flight: asyncio.Future[None] | None = None
@@ -90,15 +94,21 @@ class BlobSink:
         if self._buffered >= BATCH_BYTES:
             await self._flush()
 
+    def _take_buffer(self) -> list[bytes]:
+        chunks, self._buffer = self._buffer, []
+        self._buffered = 0
+        return chunks
+
     async def _flush(self) -> None:
         await self._wait_in_flight()
         if self._buffered:
-            batch = b"".join(self._buffer)
-            self._buffer.clear()
-            self._buffered = 0
-            self._in_flight = asyncio.ensure_future(self._store(batch))
+            self._in_flight = asyncio.ensure_future(self._store(self._take_buffer()))
 
-    async def _store(self, batch: bytes) -> None:
+    async def _store(self, chunks: list[bytes]) -> None:
+        if self._hashing is not None:
+            await self._hashing.write_hashed(chunks, self._hash)
+            return
+        batch = b"".join(chunks)
         # return_exceptions: both threads must be done before anyone closes the writer.
         results = await asyncio.gather(
             asyncio.to_thread(self._hash.update, batch),
@@ -117,11 +127,19 @@ class BlobSink:
 
     async def finish(self, expected: str | None) -> str:
         """Flush, verify the checksum, commit the blob; return its SHA-256 hex digest."""
+
+        def verify(digest: str) -> None:
+            if expected is not None and expected != digest:
+                raise ChecksumMismatch()
+
+        await self._wait_in_flight()
+        if self._hashing is not None:
+            await self._hashing.commit_hashed(self._take_buffer(), self._hash, verify)
+            return self._hash.hexdigest()
         await self._flush()
         await self._wait_in_flight()
         digest = self._hash.hexdigest()
-        if expected is not None and expected != digest:
-            raise ChecksumMismatch()
+        verify(digest)
         await self.writer.commit()
         return digest
 

@@ -10,9 +10,9 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from filesvc.auth.dependencies import CurrentUser, EditorUser
 from filesvc.config import Settings
-from filesvc.deps import FeedDep, SessionDep, SettingsDep, StorageDep
+from filesvc.deps import FeedDep, FileInsertsDep, SessionDep, SettingsDep, StorageDep
 from filesvc.errors import error_responses
-from filesvc.events.feed import CREATED, DELETED, UPDATED, FileFeed
+from filesvc.events.feed import DELETED, UPDATED, FileFeed
 from filesvc.files import service
 from filesvc.files.dependencies import ChangeableFile, DownloadableFile, ReadableFile
 from filesvc.files.downloads import DOWNLOAD_RESPONSES, file_response
@@ -24,6 +24,7 @@ from filesvc.files.ingest import (
     receive_form,
     receive_raw,
 )
+from filesvc.files.inserts import FileInserts
 from filesvc.files.limits import UploadLimits
 from filesvc.files.models import File, Visibility
 from filesvc.files.openapi import multipart_upload, raw_upload
@@ -87,7 +88,7 @@ async def _discard_on_failure(storage: Storage, blobs: list[StoredBlob]) -> Asyn
 
 
 async def _save_form(
-    session: SessionDep,
+    inserts: FileInserts,
     storage: Storage,
     feed: FileFeed,
     user: User,
@@ -99,21 +100,22 @@ async def _save_form(
         options = form.options()
         if options.name is not None and len(form.blobs) > 1:
             raise InvalidField("`name` can only be given when uploading one file.")
-        files = [
-            service.add_file(
-                session,
-                user,
-                blob,
-                name=options.name,
-                visibility=options.visibility or visibility,
-                metadata=options.metadata,
-            )
-            for blob in form.blobs
-        ]
-        for file in files:  # the final type, now that the names are known
+
+        def build() -> list[File]:
+            return [
+                service.new_file(
+                    user,
+                    blob,
+                    name=options.name,
+                    visibility=options.visibility or visibility,
+                    metadata=options.metadata,
+                )
+                for blob in form.blobs
+            ]
+
+        for file in build():  # the final type, now that the names are known
             limits.check_type(file.content_type)
-        events = await feed.record(session, CREATED, files)
-        await session.commit()
+        files, events = await inserts.run(build)  # perhaps with other uploads' rows
     await feed.publish(events)
     return files
 
@@ -147,11 +149,12 @@ async def upload_file(
     storage: StorageDep,
     settings: SettingsDep,
     feed: FeedDep,
+    inserts: FileInsertsDep,
     visibility: VisibilityQuery = None,
 ) -> FileRead:
     limits = await _limits_then_release(session, settings, user.id)
     form = await receive_form(request, storage, limits, transfer, max_files=1)
-    [file] = await _save_form(session, storage, feed, user, form, limits, visibility)
+    [file] = await _save_form(inserts, storage, feed, user, form, limits, visibility)
     response.headers["Location"] = settings.absolute_url(file_url(file.id))
     return await _completed(transfer, FileRead.of(file))
 
@@ -171,12 +174,13 @@ async def upload_files(
     storage: StorageDep,
     settings: SettingsDep,
     feed: FeedDep,
+    inserts: FileInsertsDep,
     visibility: VisibilityQuery = None,
 ) -> FileBatch:
     limits = await _limits_then_release(session, settings, user.id)
     max_files = settings.max_batch_files
     form = await receive_form(request, storage, limits, transfer, max_files=max_files)
-    files = await _save_form(session, storage, feed, user, form, limits, visibility)
+    files = await _save_form(inserts, storage, feed, user, form, limits, visibility)
     batch = FileBatch(items=[FileRead.of(file) for file in files])
     await transfer.complete(files=batch.model_dump(mode="json")["items"])
     return batch
@@ -199,14 +203,15 @@ async def upload_raw_file(
     storage: StorageDep,
     settings: SettingsDep,
     feed: FeedDep,
+    inserts: FileInsertsDep,
     visibility: VisibilityQuery = None,
 ) -> FileRead:
     limits = await _limits_then_release(session, settings, user.id)
     blob = await receive_raw(request, storage, limits, name, transfer)
     async with _discard_on_failure(storage, [blob]):
-        file = service.add_file(session, user, blob, name=name, visibility=visibility)
-        events = await feed.record(session, CREATED, [file])
-        await session.commit()
+        [file], events = await inserts.run(
+            lambda: [service.new_file(user, blob, name=name, visibility=visibility)]
+        )
     await feed.publish(events)
     response.headers["Location"] = settings.absolute_url(file_url(file.id))
     return await _completed(transfer, FileRead.of(file))

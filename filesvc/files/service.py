@@ -23,8 +23,7 @@ async def used_bytes(session: AsyncSession, owner_id: str) -> int:
     return int(total or 0)
 
 
-def add_file(
-    session: AsyncSession,
+def new_file(
     owner: User,
     blob: StoredBlob,
     *,
@@ -32,8 +31,9 @@ def add_file(
     visibility: Visibility | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> File:
+    """The row for a stored blob, in no session yet."""
     display_name = clean_name(name or blob.filename or "")
-    file = File(
+    return File(
         name=display_name,
         size=blob.size,
         content_type=resolve_content_type(blob.content_type, display_name),
@@ -43,8 +43,6 @@ def add_file(
         meta=metadata or {},
         storage_key=blob.key,
     )
-    session.add(file)
-    return file
 
 
 def replace_content(file: File, blob: StoredBlob) -> str:

@@ -8,7 +8,7 @@ every backend maps its failures onto the few errors below.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +20,8 @@ __all__ = [
     "Delete",
     "Get",
     "GetResult",
+    "Hasher",
+    "HashingWriter",
     "Head",
     "InvalidKey",
     "List",
@@ -117,6 +119,39 @@ class BlobWriter(Protocol):
     async def abort(self) -> None:
         """Discard everything written; safe to call more than once, or after commit fails."""
         ...
+
+
+class Hasher(Protocol):
+    """What a writer needs of a hashlib object."""
+
+    def update(self, data: bytes, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+@runtime_checkable
+class HashingWriter(Protocol):
+    """A BlobWriter whose writes are blocking calls in a worker thread. The upload's hash
+    runs in the same thread job, so each batch costs one hand-off, and the batch arrives as
+    the list of chunks read from the socket, so it is never joined into one copy."""
+
+    key: str
+
+    async def write_hashed(self, chunks: Sequence[bytes], hasher: Hasher | None) -> None:
+        """Feed the chunks to `hasher`, then write them."""
+        ...
+
+    async def commit_hashed(
+        self,
+        chunks: Sequence[bytes],
+        hasher: Hasher | None,
+        verify: Callable[[str], None] | None,
+    ) -> ObjectMeta:
+        """Write and hash the last chunks, call `verify` with the hex digest (it raises to
+        refuse the object, which is then discarded), then commit as `BlobWriter.commit`."""
+        ...
+
+    async def abort(self) -> None: ...
 
 
 class Put(Protocol):

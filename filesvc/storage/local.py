@@ -1,7 +1,13 @@
 """Local-disk backend: temp file in the same file system, fsync, then link into place.
 
-File I/O goes through aiofiles in 1 MiB blocks (the upload pipeline's batches, READ_CHUNK
-for reads), so each hop to its thread moves enough bytes to cost nothing.
+Reads go through aiofiles in READ_CHUNK blocks, so each hop to its thread moves enough
+bytes to cost nothing. The upload writer does not: its work runs as whole jobs in its own
+thread pool (`_disk_pool`), one per 1 MiB batch (hash, then os.writev of the chunks as
+they came off the socket, never joined) and one for the commit (the last bytes, the hash
+check, fsync, link, fsync of the directory). aiofiles would cost a thread hop per call
+(about seven for a small upload's commit) and has no writev; its default executor is the
+loop's six threads, shared with everything else, where a slow fsync would hold a thread
+that a database driver or a download is waiting for.
 """
 
 from __future__ import annotations
@@ -10,7 +16,8 @@ import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +30,7 @@ from aiofiles.threadpool.binary import AsyncFileIO
 from filesvc.storage.base import (
     ByteRange,
     GetResult,
+    Hasher,
     ObjectAlreadyExists,
     ObjectMeta,
     ObjectNotFound,
@@ -33,6 +41,13 @@ from filesvc.storage.base import (
 T = TypeVar("T")
 TMP_DIR_NAME = ".tmp"
 READ_CHUNK = 1024 * 1024
+# Upload jobs mostly wait for the disk (fsync), so there are more threads than cores: each
+# upload has at most one job in flight, and concurrent fsyncs share the journal commit.
+DISK_THREADS = 32
+# POSIX guarantees at least 16 buffers per writev; Linux takes 1024.
+IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
+# An executor, unlike an asyncio object, is not tied to one event loop.
+_disk_pool = ThreadPoolExecutor(max_workers=DISK_THREADS, thread_name_prefix="filesvc-disk")
 
 
 @contextmanager
@@ -75,81 +90,121 @@ def _meta(key: str, st: os.stat_result) -> ObjectMeta:
 
 
 async def _in_thread(func: Callable[..., T], *args: object) -> T:
-    """A blocking call aiofiles has no wrapper for (fsync, mkdir -p), in aiofiles' executor."""
+    """A blocking call aiofiles has no wrapper for (fstat, a directory scan), in aiofiles'
+    executor."""
     result: T = await aiofiles.os.wrap(func)(*args)
     return result
 
 
-async def _write_all(file: AsyncFileIO, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = await file.write(view)
-        view = view[written:]
+def _writev_all(fd: int, chunks: Sequence[bytes]) -> None:
+    """Write the chunks in order with as few system calls as the kernel allows."""
+    views = [memoryview(chunk) for chunk in chunks if chunk]
+    first = 0
+    while first < len(views):
+        written = os.writev(fd, views[first : first + IOV_MAX])
+        while written:
+            size = len(views[first])
+            if written < size:
+                views[first] = views[first][written:]
+                break
+            written -= size
+            first += 1
 
 
-async def _unlink_if_present(path: Path) -> None:
+def _unlink_if_present(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
-        await aiofiles.os.unlink(path)
+        os.unlink(path)
 
 
 class LocalBlobWriter:
-    def __init__(self, storage: LocalStorage, key: str, file: AsyncFileIO, tmp_path: Path) -> None:
+    """One temp file; every job on it runs in `_disk_pool`, one at a time, in order."""
+
+    def __init__(self, storage: LocalStorage, key: str, fd: int, tmp_path: Path) -> None:
         self.key = key
         self._storage = storage
         self._tmp_path = tmp_path
-        self._file: AsyncFileIO | None = file
-        # A cancelled await does not stop its worker thread. Each write or commit runs as a
-        # task that abort() waits for, so the file is never closed under a write still in
-        # its thread (and its fd number reused by another open) and a half-done commit can
-        # be undone.
+        self._fd: int | None = fd
+        # A cancelled await does not stop its worker thread. abort() waits for the job in
+        # flight, so the fd is never closed under a write still in its thread (and its
+        # number reused by another open) and a half-done commit can be undone.
         self._busy: asyncio.Future[Any] | None = None
         self._linked: Path | None = None  # visible, but commit() has not returned yet
 
-    async def _run(self, work: Coroutine[Any, Any, T]) -> T:
+    async def _run(self, job: Callable[[], T]) -> T:
         if self._busy is not None and not self._busy.done():
-            with contextlib.suppress(BaseException):  # a cancelled earlier call's work
+            with contextlib.suppress(BaseException):  # a cancelled earlier call's job
                 await asyncio.shield(self._busy)
-        task = asyncio.ensure_future(work)
-        self._busy = task
-        return await asyncio.shield(task)
+        future = asyncio.get_running_loop().run_in_executor(_disk_pool, job)
+        self._busy = future
+        return await asyncio.shield(future)
+
+    def _open_fd(self) -> int:
+        if self._fd is None:
+            raise StorageError("writer is closed")
+        return self._fd
 
     async def write(self, data: bytes) -> None:
-        if self._file is None:
-            raise StorageError("writer is closed")
+        await self.write_hashed([data], None)
+
+    async def write_hashed(self, chunks: Sequence[bytes], hasher: Hasher | None) -> None:
+        fd = self._open_fd()
+
+        def job() -> None:
+            if hasher is not None:
+                for chunk in chunks:
+                    hasher.update(chunk)
+            _writev_all(fd, chunks)
+
         with _os_errors(self.key):
-            await self._run(_write_all(self._file, data))
+            await self._run(job)
 
     async def commit(self) -> ObjectMeta:
-        if self._file is None:
-            raise StorageError("writer is closed")
+        return await self.commit_hashed([], None, None)
+
+    async def commit_hashed(
+        self,
+        chunks: Sequence[bytes],
+        hasher: Hasher | None,
+        verify: Callable[[str], None] | None,
+    ) -> ObjectMeta:
+        fd = self._open_fd()
+
+        def job() -> ObjectMeta:
+            if hasher is not None:
+                for chunk in chunks:
+                    hasher.update(chunk)
+            _writev_all(fd, chunks)
+            if verify is not None and hasher is not None:
+                verify(hasher.hexdigest())  # before anything becomes visible
+            return self._commit(fd)
+
         try:
             with _os_errors(self.key):
-                meta = await self._run(self._commit())
+                meta = await self._run(job)
         except BaseException:
             await self.abort()
             raise
         self._linked = None
         return meta
 
-    async def _commit(self) -> ObjectMeta:
-        file, self._file = self._file, None
-        if file is None:
-            raise StorageError("writer is closed")
+    def _commit(self, fd: int) -> ObjectMeta:
+        self._fd = None
         try:
-            await _in_thread(os.fsync, file.fileno())
+            os.fsync(fd)
+            st = os.fstat(fd)
         finally:
-            await file.close()
+            os.close(fd)
         final = self._storage.local_path(self.key)
-        await _in_thread(_make_dirs, final.parent)
+        _make_dirs(final.parent)
         try:
             # link() rather than rename(): create-only, it never replaces an object.
-            await aiofiles.os.link(self._tmp_path, final)
+            os.link(self._tmp_path, final)
         except FileExistsError:
             raise ObjectAlreadyExists(self.key) from None
         self._linked = final
-        await aiofiles.os.unlink(self._tmp_path)
-        await _in_thread(_fsync_dir, final.parent)
-        return _meta(self.key, await aiofiles.os.stat(final))
+        os.unlink(self._tmp_path)
+        _fsync_dir(final.parent)
+        return _meta(self.key, st)
 
     async def abort(self) -> None:
         # Shielded: a cancelled request must still remove its temp file.
@@ -161,14 +216,18 @@ class LocalBlobWriter:
         if busy is not None:
             with contextlib.suppress(BaseException):  # its error is the one being reported
                 await busy
-        file, self._file = self._file, None
-        if file is not None:
-            await file.close()
+        fd, self._fd = self._fd, None
         linked, self._linked = self._linked, None
-        if linked is not None:
-            # commit() was cancelled after the link: its caller saw a failure.
-            await _unlink_if_present(linked)
-        await _unlink_if_present(self._tmp_path)
+
+        def job() -> None:
+            if fd is not None:
+                os.close(fd)
+            if linked is not None:
+                # commit() was cancelled after the link: its caller saw a failure.
+                _unlink_if_present(linked)
+            _unlink_if_present(self._tmp_path)
+
+        await asyncio.get_running_loop().run_in_executor(_disk_pool, job)
 
 
 class _FileChunks:
@@ -233,11 +292,19 @@ class LocalStorage:
     async def open_writer(self, key: str) -> LocalBlobWriter:
         validate_key(key)
         tmp_path = self.tmp_dir / f"{uuid.uuid4().hex}.part"
+
+        def job() -> int:
+            # O_EXCL: created here or an error, never an existing file; 0600.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+            try:
+                return _private(str(tmp_path), flags)
+            except FileNotFoundError:
+                self.tmp_dir.mkdir(parents=True, exist_ok=True)
+                return _private(str(tmp_path), flags)
+
         with _os_errors(key):
-            await aiofiles.os.makedirs(self.tmp_dir, exist_ok=True)
-            # "xb": created here or an error, never an existing file; 0600 via the opener.
-            file = await aiofiles.open(tmp_path, "xb", buffering=0, opener=_private)
-        return LocalBlobWriter(self, key, file, tmp_path)
+            fd = await asyncio.get_running_loop().run_in_executor(_disk_pool, job)
+        return LocalBlobWriter(self, key, fd, tmp_path)
 
     async def head(self, key: str) -> ObjectMeta:
         path = self.local_path(key)
@@ -272,7 +339,7 @@ class LocalStorage:
     async def delete(self, key: str) -> None:
         path = self.local_path(key)
         with _os_errors(key):
-            await _unlink_if_present(path)
+            await _in_thread(_unlink_if_present, path)
 
     async def list(self, prefix: str = "") -> AsyncIterator[ObjectMeta]:
         def _subdirs(path: str, name_prefix: str) -> list[str]:

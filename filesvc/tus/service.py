@@ -299,14 +299,15 @@ async def _finish(
             raise UploadTerminated("The upload's owner no longer exists.")
         size = upload.length if upload.length is not None else upload.offset
         blob = StoredBlob(key, size, digest, options.name, options.content_type)
-        file = files_service.add_file(
-            session,
+        file = files_service.new_file(
             owner,
             blob,
             name=options.name,
             visibility=options.visibility,
             metadata=options.metadata,
         )
+        # Its own transaction, not the group commit: the upload's row goes in the same one.
+        session.add(file)
         events = await runtime.feed.record(session, CREATED, [file])
         result = await session.execute(
             delete(TusUpload)

@@ -3,8 +3,9 @@ then of filesvc on S3 (SeaweedFS) against boto3 direct (see tests/benchmarks/s3.
 
     .venv/bin/python -m tests.benchmarks.run [--size-mib 1024] [--repeat 3] [--nginx-only]
                                              [--tracking-repeat 5] [--subscribers 1000]
-        [--skip-s3 | --s3-only | --tus-only] [--skip-cluster | --cluster-only]
-        [--cluster-seconds 10] [--skip-small | --small-only] [--small-seconds 10]
+        [--skip-s3 | --s3-only | --tus-only | --uploads-only]
+        [--skip-cluster | --cluster-only] [--cluster-seconds 10]
+        [--skip-small | --small-only] [--small-seconds 10]
 
 Makes a random test file (temp dir on disk, not tmpfs), starts nginx (foreground child,
 generated config, worker_processes 1, installed with apt-get if missing) and a real
@@ -21,14 +22,17 @@ Then filesvc alone: the raw upload and the download with and without an `X-Trans
 (tracking must cost under 10%), and the SSE fan-out (tests/benchmarks/fanout.py): 1,000
 subscribers on one worker watching one upload, with delivery latency and peak RSS.
 
+Then the durable writes (tests/benchmarks/uploads.py): `dd conv=fsync` of the file against
+filesvc's raw upload of it, and 64 concurrent 1 MiB uploads, with the server's CPU-seconds
+per GiB; `--uploads-only` runs only these. Then tus (tests/benchmarks/tus.py): a 1 GiB
+upload to /api/v1/uploads in 8 MiB and 64 MiB chunks against `curl -T` to /files/raw, local
+disk; `--tus-only` runs just that.
+
 Then the cluster figure (tests/benchmarks/cluster.py): uploads per second and p99 latency,
 4 KiB and 1 MiB bodies, 64 clients (wrk), through nginx in front of two instances of
-`deploy/local-cluster` against one instance directly.
-Then tus (tests/benchmarks/tus.py): a 1 GiB upload to /api/v1/uploads in 8 MiB and 64 MiB
-chunks against `curl -T` to /files/raw, local disk; `--tus-only` runs just that.
-Then the small requests (tests/benchmarks/small_files.py): wrk against /healthz, a metadata
-read, a 4 KiB download and 4 KiB uploads, on SQLite and PostgreSQL, with one and two
-workers, against copyparty.
+`deploy/local-cluster` against one instance directly. Last the small requests
+(tests/benchmarks/small_files.py): wrk against /healthz, a metadata read, a 4 KiB download
+and 4 KiB uploads, on SQLite and PostgreSQL, with one and two workers, against copyparty.
 
 Prints the medians (MB/s, 1 MB = 10^6 bytes), the filesvc/nginx ratios and the server's
 peak RSS (max of VmHWM and sampled VmRSS) against the targets, and writes
@@ -65,6 +69,7 @@ from tests.benchmarks.small_files import render_small_table, run_small_files
 from tests.benchmarks.tracking import run_tracking
 from tests.benchmarks.transfers import filesystem_type, make_test_file
 from tests.benchmarks.tus import render_tus_table, run_tus_bench
+from tests.benchmarks.uploads import render_upload_table, run_upload_bench
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -99,6 +104,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--small-only", action="store_true", help="only the small requests")
     parser.add_argument(
         "--small-seconds", type=int, default=10, help="seconds per small-request case (10)"
+    )
+    parser.add_argument(
+        "--uploads-only", action="store_true", help="only dd against big and 64 parallel uploads"
     )
     args = parser.parse_args(argv)
     if args.tus_only or args.nginx_only:
@@ -161,8 +169,11 @@ def benchmark(args: argparse.Namespace) -> dict[str, Any]:
         src, sha256 = make_source(root, args.size_mib)
         if args.tus_only:
             return {"tus": tus_benchmark(args, root, src, sha256)}
+        if args.uploads_only:
+            return {"uploads": upload_benchmark(args, root, src, sha256)}
         report = {} if args.s3_only else local_benchmark(args, root, src, sha256)
-        if not args.s3_only:
+        if not args.s3_only and not args.nginx_only:
+            report["uploads"] = upload_benchmark(args, root, src, sha256)
             report["tus"] = tus_benchmark(args, root, src, sha256)
         if not args.skip_s3:
             report["s3"] = run_s3_bench(args, root, src, sha256, args.filesvc_bin)
@@ -209,6 +220,15 @@ def local_benchmark(args: argparse.Namespace, root: Path, src: Path, sha256: str
         return report
 
 
+def upload_benchmark(
+    args: argparse.Namespace, root: Path, src: Path, sha256: str
+) -> dict[str, Any]:
+    if not args.filesvc_bin.exists():
+        raise BenchError(f"{args.filesvc_bin} missing: `pip install -e .`")
+    log("durable writes: dd conv=fsync, filesvc raw upload, 64 parallel 1 MiB uploads")
+    return run_upload_bench(args.filesvc_bin, root, src, sha256, args.repeat)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.loadavg_at_start = [round(x, 2) for x in os.getloadavg()]
@@ -226,6 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     if "comparisons" in report:
         print()
         print(render_table(report))
+    if "uploads" in report:
+        print()
+        print(render_upload_table(report["uploads"]))
     if "s3" in report:
         print()
         print(render_s3_table(report["s3"]))

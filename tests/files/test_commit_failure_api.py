@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -80,3 +81,36 @@ async def _upload_rejected_then_accepted(
         headers=editor.headers,
     )
     assert accepted.status_code == 201
+
+
+async def test_concurrent_uploads_commit_or_fail_each_on_their_own(
+    app: FastAPI, editor: Account, settings: Settings, failing_inserts: None
+) -> None:
+    # Uploads finishing together share a transaction (group_commit.py); the one row the
+    # database refuses must fail alone, with its blob, and every other upload be kept.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    names = [f"together-{i}.txt" for i in range(12)]
+    names.insert(5, REJECTED)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        responses = await asyncio.gather(
+            *(
+                client.put(
+                    f"/api/v1/files/raw/{name}",
+                    content=name.encode() * 1000,
+                    headers=editor.headers,
+                )
+                for name in names
+            )
+        )
+        statuses = {
+            name: response.status_code for name, response in zip(names, responses, strict=True)
+        }
+        assert statuses == {name: 500 if name == REJECTED else 201 for name in names}
+        kept = {
+            r.json()["id"]: n for n, r in zip(names, responses, strict=True) if r.status_code == 201
+        }
+        assert sorted(await file_ids(client, editor)) == sorted(kept)
+        for file_id, name in kept.items():
+            content = await client.get(f"/api/v1/files/{file_id}/content", headers=editor.headers)
+            assert content.content == name.encode() * 1000
+    assert len(blob_files(settings)) == len(kept)

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import os
 import stat
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import anyio
 import pytest
-from aiofiles.threadpool.binary import AsyncFileIO
 
 from filesvc.storage import local
 from filesvc.storage.base import InvalidKey, LocalPaths, ObjectNotFound, StorageError
@@ -58,12 +59,12 @@ async def test_abort_removes_temp_file(storage: LocalStorage) -> None:
 async def test_failed_write_is_a_storage_error_and_abort_cleans_up(
     storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def disk_full(file: AsyncFileIO, data: bytes) -> None:
+    def disk_full(fd: int, chunks: Sequence[bytes]) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     writer = await storage.open_writer(KEY)
     await writer.write(b"first chunk")
-    monkeypatch.setattr(local, "_write_all", disk_full)
+    monkeypatch.setattr(local, "_writev_all", disk_full)
 
     with pytest.raises(StorageError, match="No space left") as excinfo:
         await writer.write(b"second chunk")
@@ -95,20 +96,19 @@ async def test_cancelled_write_keeps_its_fd_until_the_thread_is_done(
     # the fd under it, the next open() could get the same number and receive the bytes.
     started, release, finished = threading.Event(), threading.Event(), threading.Event()
     still_our_file: list[bool] = []
-    real_write_all = local._write_all
+    real_writev_all = local._writev_all
 
-    async def slow_write_all(file: AsyncFileIO, data: bytes) -> None:
-        fd = file.fileno()
+    def slow_writev_all(fd: int, chunks: Sequence[bytes]) -> None:
         inode = os.fstat(fd).st_ino
         started.set()
-        await asyncio.to_thread(release.wait, 5)
+        release.wait(5)
         try:
             still_our_file.append(os.fstat(fd).st_ino == inode)
-            await real_write_all(file, data)
+            real_writev_all(fd, chunks)
         finally:
             finished.set()
 
-    monkeypatch.setattr(local, "_write_all", slow_write_all)
+    monkeypatch.setattr(local, "_writev_all", slow_writev_all)
     writer = await storage.open_writer(KEY)
 
     async def upload() -> None:
@@ -277,3 +277,39 @@ async def test_list_ignores_temp_and_stray_files(storage: LocalStorage) -> None:
 
     assert [meta.key async for meta in storage.list()] == [KEY]
     await pending.abort()
+
+
+async def test_hashing_writer_writes_every_chunk_in_order_through_short_writes(
+    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # More chunks than one writev takes, and a kernel that writes at most 7 bytes a call.
+    chunks = [bytes([i % 251]) * (i % 13) for i in range(local.IOV_MAX * 2 + 5)]
+    real_writev = os.writev
+    monkeypatch.setattr(os, "writev", lambda fd, views: real_writev(fd, [bytes(views[0])[:7]]))
+    hasher = hashlib.sha256()
+    writer = await storage.open_writer(KEY)
+    await writer.write_hashed(chunks[:100], hasher)
+    await writer.commit_hashed(chunks[100:], hasher, None)
+
+    data = b"".join(chunks)
+    assert storage.local_path(KEY).read_bytes() == data
+    assert hasher.hexdigest() == hashlib.sha256(data).hexdigest()
+
+
+async def test_a_refused_digest_commits_nothing(storage: LocalStorage) -> None:
+    class Refused(Exception):
+        pass
+
+    def refuse(digest: str) -> None:
+        assert digest == hashlib.sha256(b"abcdef").hexdigest()
+        raise Refused()
+
+    hasher = hashlib.sha256()
+    writer = await storage.open_writer(KEY)
+    await writer.write_hashed([b"abc"], hasher)
+    with pytest.raises(Refused):
+        await writer.commit_hashed([b"d", b"ef"], hasher, refuse)
+
+    assert all_files(storage) == []
+    with pytest.raises(StorageError, match="closed"):
+        await writer.write(b"more")
