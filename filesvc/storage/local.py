@@ -1,5 +1,8 @@
 """Local-disk backend: temp file in the same file system, fsync, then link into place.
 
+A writer holds an exclusive flock on its temp file until the object is linked, so `gc`
+(another process) can tell a temp file still being written from one left by a crash.
+
 File I/O goes through aiofiles in 1 MiB blocks (the upload pipeline's batches, READ_CHUNK
 for reads), so each hop to its thread moves enough bytes to cost nothing.
 """
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
@@ -23,9 +27,11 @@ from aiofiles.threadpool.binary import AsyncFileIO
 from filesvc.storage.base import (
     ByteRange,
     GetResult,
+    InvalidKey,
     ObjectAlreadyExists,
     ObjectMeta,
     ObjectNotFound,
+    PendingWrite,
     StorageError,
     validate_key,
 )
@@ -66,6 +72,30 @@ def _make_dirs(path: Path) -> None:
 
 def _private(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_CLOEXEC, 0o600)
+
+
+def _private_locked(path: str, flags: int) -> int:
+    fd = _private(path, flags)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: never contended
+    return fd
+
+
+def _discard_if_unlocked(path: Path) -> bool:
+    """Unlink a temp file unless its writer still holds it; True if it is gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return True
+    finally:
+        os.close(fd)
 
 
 def _meta(key: str, st: os.stat_result) -> ObjectMeta:
@@ -135,19 +165,19 @@ class LocalBlobWriter:
         file, self._file = self._file, None
         if file is None:
             raise StorageError("writer is closed")
+        final = self._storage.local_path(self.key)
         try:
             await _in_thread(os.fsync, file.fileno())
+            await _in_thread(_make_dirs, final.parent)
+            try:
+                # link() rather than rename(): create-only, it never replaces an object.
+                await aiofiles.os.link(self._tmp_path, final)
+            except FileExistsError:
+                raise ObjectAlreadyExists(self.key) from None
+            self._linked = final
         finally:
-            await file.close()
-        final = self._storage.local_path(self.key)
-        await _in_thread(_make_dirs, final.parent)
-        try:
-            # link() rather than rename(): create-only, it never replaces an object.
-            await aiofiles.os.link(self._tmp_path, final)
-        except FileExistsError:
-            raise ObjectAlreadyExists(self.key) from None
-        self._linked = final
-        await aiofiles.os.unlink(self._tmp_path)
+            await file.close()  # only now: the lock keeps gc off the temp file until linked
+        await _unlink_if_present(self._tmp_path)
         await _in_thread(_fsync_dir, final.parent)
         return _meta(self.key, await aiofiles.os.stat(final))
 
@@ -231,7 +261,7 @@ class LocalStorage:
         with _os_errors(key):
             await aiofiles.os.makedirs(self.tmp_dir, exist_ok=True)
             # "xb": created here or an error, never an existing file; 0600 via the opener.
-            file = await aiofiles.open(tmp_path, "xb", buffering=0, opener=_private)
+            file = await aiofiles.open(tmp_path, "xb", buffering=0, opener=_private_locked)
         return LocalBlobWriter(self, key, file, tmp_path)
 
     async def head(self, key: str) -> ObjectMeta:
@@ -302,6 +332,41 @@ class LocalStorage:
             found = await _in_thread(_scan)
         for meta in found:
             yield meta
+
+    async def pending_writes(self) -> AsyncIterator[PendingWrite]:
+        def _scan() -> list[PendingWrite]:
+            found: list[PendingWrite] = []
+            try:
+                entries = list(os.scandir(self.tmp_dir))
+            except FileNotFoundError:
+                return found
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # committed or aborted meanwhile
+                if entry.is_file(follow_symlinks=False):
+                    found.append(
+                        PendingWrite(
+                            id=entry.name,
+                            key=None,
+                            size=st.st_size,
+                            last_activity=datetime.fromtimestamp(st.st_mtime, UTC),
+                        )
+                    )
+            return sorted(found, key=lambda p: p.id)
+
+        with _os_errors(TMP_DIR_NAME):
+            found = await _in_thread(_scan)
+        for pending in found:
+            yield pending
+
+    async def discard_pending(self, pending: PendingWrite) -> bool:
+        path = self.tmp_dir / pending.id
+        if path.parent != self.tmp_dir or pending.id in ("", ".", ".."):
+            raise InvalidKey(f"invalid temp file name {pending.id!r}")
+        with _os_errors(pending.id):
+            return await _in_thread(_discard_if_unlocked, path)
 
     async def check(self) -> None:
         def _probe() -> None:
