@@ -7,10 +7,12 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from filesvc.deps import ContextDep
+from filesvc.errors import error_responses
 from filesvc.storage.base import StorageError
 from filesvc.transfers.broker import BrokerUnavailable
 
 logger = logging.getLogger(__name__)
+
 router = APIRouter(tags=["operations"])
 
 
@@ -19,7 +21,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=error_responses(503))
 async def readyz(context: ContextDep) -> JSONResponse:
     failed: list[str] = []
     try:

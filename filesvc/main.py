@@ -23,6 +23,7 @@ from filesvc.events.feed import FileFeed
 from filesvc.events.router import router as events_router
 from filesvc.files.router import router as files_router
 from filesvc.middleware import RequestContextMiddleware
+from filesvc.openapi import install_openapi
 from filesvc.sharing.router import SHARED_SEGMENT
 from filesvc.sharing.router import router as sharing_router
 from filesvc.storage.base import Storage, StorageError
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(api)
     app.include_router(health.router)
     install_web(app)
+    install_openapi(app)
 
     if settings.cors_origins:
         # Bearer tokens, not cookies: credentials stay off, so even `*` never pairs with them.

@@ -22,6 +22,7 @@ router = APIRouter(tags=["events"], responses=error_responses(401))
         200: {"description": "`file.created`, `file.updated`, …", "content": EVENT_STREAM},
         **error_responses(429),
     },
+    response_class=EventSourceResponse,
     summary="Watch file changes: `file.created`, `file.updated`, `file.deleted` (SSE)",
 )
 async def watch_files(

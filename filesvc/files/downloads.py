@@ -31,6 +31,8 @@ from filesvc.storage.base import (
     Storage,
     StorageError,
 )
+from filesvc.storage.errors import STORAGE_ERRORS
+from filesvc.transfers.dependencies import TRANSFER_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     206: {"description": "The requested range (`Content-Range`).", "content": _BYTES},
     304: {"description": "Not modified (`If-None-Match`, `If-Modified-Since`)."},
     **error_responses(404, 416),
+    **TRANSFER_ERRORS,
+    **STORAGE_ERRORS,
 }
 
 

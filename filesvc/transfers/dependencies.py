@@ -17,20 +17,31 @@ from filesvc.auth.dependencies import (
     user_for_token,
 )
 from filesvc.deps import ContextDep, SessionDep, TransfersDep
+from filesvc.errors import error_responses
 from filesvc.transfers.errors import InvalidTransferId, StreamOver
 from filesvc.transfers.schemas import TRANSFER_ID_RE, Direction
 from filesvc.transfers.service import UNTRACKED, Tracker, TransferHub, TransferRecord
 from filesvc.users.models import User
 
 TRANSFER_STATE = "transfer"  # the request's tracker, in scope["state"] (see transfers/asgi.py)
+# What naming a transfer can answer: a malformed id (400), one taken by another (409).
+TRANSFER_ERRORS = error_responses(400, 409)
 
 
 def requested_transfer_id(
     x_transfer_id: Annotated[
-        str | None, Header(description="Track this request as a transfer with this id.")
+        str | None,
+        Header(
+            description="Track this request as a transfer with this id.",
+            json_schema_extra={"pattern": TRANSFER_ID_RE.pattern},
+        ),
     ] = None,
     transfer_id: Annotated[
-        str | None, Query(description="The same as the `X-Transfer-Id` header.")
+        str | None,
+        Query(
+            description="The same as the `X-Transfer-Id` header.",
+            json_schema_extra={"pattern": TRANSFER_ID_RE.pattern},
+        ),
     ] = None,
 ) -> str | None:
     value = x_transfer_id or transfer_id

@@ -37,6 +37,7 @@ async def create_transfer(user: CurrentUser, hub: TransfersDep) -> TransferCreat
         204: {"description": "Reconnected after the final event: nothing more will come."},
         **error_responses(400, 404, 429),
     },
+    response_class=EventSourceResponse,
     summary="Watch a transfer: `progress` events, then `complete` or `failed` (SSE)",
 )
 async def watch_transfer(
