@@ -44,10 +44,11 @@ def requested_transfer_id(
         ),
     ] = None,
 ) -> str | None:
-    value = x_transfer_id or transfer_id
-    if value is not None and not TRANSFER_ID_RE.match(value):
-        raise InvalidTransferId()
-    return value
+    # Both are checked when both are given: a bad one is never hidden by the other.
+    for value in (x_transfer_id, transfer_id):
+        if value is not None and not TRANSFER_ID_RE.match(value):
+            raise InvalidTransferId()
+    return x_transfer_id or transfer_id
 
 
 TransferId = Annotated[str | None, Depends(requested_transfer_id)]
