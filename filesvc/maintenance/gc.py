@@ -74,7 +74,8 @@ async def sweep_unfinished_writes(sweep: Sweep) -> None:
             target = pending.id if pending.key is None else f"{pending.key} ({pending.id})"
             if not sweep.dry_run and not await sweep.storage.discard_pending(pending):
                 continue  # its writer still holds it: an upload in flight
-            sweep.remove(kind, target, pending.size, f"idle since {pending.last_activity:%c}")
+            idle = pending.last_activity.isoformat(timespec="seconds")
+            sweep.remove(kind, target, pending.size, f"idle since {idle}")
 
 
 async def _referenced(db: Database, keys: Iterable[str]) -> set[str]:
