@@ -12,7 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+
+from filesvc.openapi import allowed_methods
 
 logger = logging.getLogger(__name__)
 
@@ -108,24 +109,6 @@ def error_response(
 async def _app_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     return error_response(exc.status_code, exc.code, exc.detail, exc.headers)
-
-
-# Starlette's own 405 names only the methods of the first route whose path matched, where
-# several routes share a path; each of these is asked of the whole routing table instead.
-_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
-
-
-def allowed_methods(request: Request) -> str:
-    """Every method some route serves at this request's path."""
-    routes = request.app.router.routes
-    allowed = [
-        method
-        for method in _METHODS
-        if any(
-            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
-        )
-    ]
-    return ", ".join(allowed)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

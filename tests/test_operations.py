@@ -57,6 +57,9 @@ async def test_unknown_route_and_method_use_the_error_shape(client: httpx.AsyncC
         ("/api/v1/files/some-id", "DELETE, GET, PATCH"),
         ("/api/v1/files/some-id/content", "GET, HEAD, PUT"),
         ("/api/v1/shared/some-token", "GET, HEAD"),
+        # A concrete path wins over the template it also matches, as in OpenAPI.
+        ("/api/v1/users/me", "GET"),
+        ("/api/v1/files/batch", "POST"),
     ],
 )
 async def test_405_allow_names_every_method_of_the_path(
