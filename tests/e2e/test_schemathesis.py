@@ -30,10 +30,19 @@ SEED = os.environ.get("FILESVC_FUZZ_SEED", "20261130")
 RUN_DEADLINE = 540
 
 
-@pytest.mark.parametrize("role", ["admin", "viewer"])
-def test_schemathesis_finds_nothing(server: RunningServer, role: str, tmp_path: Path) -> None:
-    # Its own account: the fuzzer may well change its password and so revoke its token.
-    token = create_user(server, role).token
+@pytest.fixture(scope="module")
+def tokens(server_process: RunningServer) -> dict[str, str]:
+    """An account of each role, made before any fuzzing: an admin's run may well change
+    any user's password or role (the server's own admin's too) and so revoke tokens. The
+    viewer runs first for that reason."""
+    return {role: create_user(server_process, role).token for role in ("viewer", "admin")}
+
+
+@pytest.mark.parametrize("role", ["viewer", "admin"])
+def test_schemathesis_finds_nothing(
+    server: RunningServer, tokens: dict[str, str], role: str, tmp_path: Path
+) -> None:
+    token = tokens[role]
     command = [
         str(Path(sys.executable).with_name("st")),
         "--config-file",
