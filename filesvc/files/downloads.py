@@ -56,6 +56,10 @@ DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     **TRANSFER_ERRORS,
     **STORAGE_ERRORS,
 }
+# Only where `?redirect=true` is offered (a file's own content route).
+REDIRECT_RESPONSE: dict[int | str, dict[str, Any]] = {
+    307: {"description": "`?redirect=true` on S3: the bytes at a presigned URL (`Location`)."}
+}
 
 
 class BlobFileResponse(FileResponse):

@@ -15,7 +15,7 @@ from filesvc.errors import error_responses
 from filesvc.events.feed import CREATED, DELETED, UPDATED, FileFeed
 from filesvc.files import service
 from filesvc.files.dependencies import ChangeableFile, DownloadableFile, ReadableFile
-from filesvc.files.downloads import DOWNLOAD_RESPONSES, file_response
+from filesvc.files.downloads import DOWNLOAD_RESPONSES, REDIRECT_RESPONSE, file_response
 from filesvc.files.errors import InvalidField
 from filesvc.files.ingest import (
     ReceivedForm,
@@ -294,13 +294,13 @@ async def delete_file(
 
 @router.get(
     "/{file_id}/content",
-    responses=DOWNLOAD_RESPONSES,
+    responses={**DOWNLOAD_RESPONSES, **REDIRECT_RESPONSE},
     response_class=Response,
     summary="Download a file's bytes (ranges, conditional; public files need no token)",
 )
 @router.head(
     "/{file_id}/content",
-    responses=DOWNLOAD_RESPONSES,
+    responses={**DOWNLOAD_RESPONSES, **REDIRECT_RESPONSE},
     response_class=Response,
     summary="A download's headers",
 )
