@@ -22,6 +22,7 @@ import pytest
 from .conftest import on_both_stacks
 from .server import RunningServer, create_user
 
+pytestmark = pytest.mark.e2e
 server_process = on_both_stacks()
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
