@@ -14,6 +14,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,85 @@ def cmd_users(settings: Settings, args: argparse.Namespace) -> int:
     return asyncio.run(_users(settings, args))
 
 
+async def _gc(settings: Settings, args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from filesvc.db import Database
+    from filesvc.maintenance.common import Progress
+    from filesvc.maintenance.gc import collect_garbage
+    from filesvc.storage.base import StorageError
+    from filesvc.storage.factory import build_storage
+
+    db = Database(settings.resolved_database_url)
+    storage = build_storage(settings)
+    progress = Progress()
+    try:
+        sweep = await collect_garbage(
+            db,
+            storage,
+            grace=args.grace,
+            now=datetime.now(UTC),
+            dry_run=args.dry_run,
+            progress=progress,
+        )
+    except StorageError as exc:
+        print(f"filesvc: gc stopped: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await storage.aclose()
+        await db.dispose()
+    freed = sum(f.size or 0 for f in sweep.removed)
+    verb = "would remove" if args.dry_run else "removed"
+    print(
+        f"gc: {verb} {len(sweep.removed)} item(s), {freed} bytes; "
+        f"{len(sweep.problems)} file(s) whose blob is missing"
+    )
+    return 1 if sweep.problems else 0
+
+
+def cmd_gc(settings: Settings, args: argparse.Namespace) -> int:
+    return asyncio.run(_gc(settings, args))
+
+
+async def _scrub(settings: Settings, args: argparse.Namespace) -> int:
+    from filesvc.db import Database
+    from filesvc.maintenance.common import Progress
+    from filesvc.maintenance.scrub import scrub
+    from filesvc.storage.factory import build_storage
+
+    db = Database(settings.resolved_database_url)
+    storage = build_storage(settings)
+    try:
+        report = await scrub(db, storage, sample=args.sample, progress=Progress())
+    finally:
+        await storage.aclose()
+        await db.dispose()
+    print(
+        f"scrub: checked {report.checked} file(s), {report.bytes_read} bytes; "
+        f"{len(report.problems)} problem(s)"
+    )
+    return 1 if report.problems else 0
+
+
+def cmd_scrub(settings: Settings, args: argparse.Namespace) -> int:
+    return asyncio.run(_scrub(settings, args))
+
+
+def _grace(text: str) -> timedelta:
+    from filesvc.maintenance.common import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"not a positive number: {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="filesvc", description="File storage and streaming service"
@@ -209,22 +289,44 @@ def build_parser() -> argparse.ArgumentParser:
     enable.add_argument("name")
     users.set_defaults(handler=cmd_users)
 
+    gc = commands.add_parser(
+        "gc",
+        help="remove unfinished writes and blobs no file points at; report files whose "
+        "blob is missing (exit status 1)",
+    )
+    gc.add_argument("--dry-run", action="store_true", help="report, remove nothing")
+    gc.add_argument(
+        "--grace",
+        type=_grace,
+        default=timedelta(hours=1),
+        help="leave alone what is younger than this: 0, 30s, 15m, 1h (default), 2d",
+    )
+    gc.set_defaults(handler=cmd_gc)
+
+    scrub = commands.add_parser(
+        "scrub",
+        help="re-read stored blobs and check their SHA-256; exit status 1 on any problem",
+    )
+    scrub.add_argument("--sample", type=_positive, help="check N files drawn at random")
+    scrub.set_defaults(handler=cmd_scrub)
+
     add_client_commands(commands)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, settings: Settings | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not getattr(args, "needs_settings", True):
         return run(args.handler, args)  # a client of some server: no server settings
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        # Names and reasons only: the values may be secrets (the settings hide them too).
-        for error in exc.errors():
-            name = "FILESVC_" + "_".join(str(part) for part in error["loc"]).upper()
-            print(f"filesvc: invalid configuration: {name}: {error['msg']}", file=sys.stderr)
-        return 2
+    if settings is None:
+        try:
+            settings = Settings()
+        except ValidationError as exc:
+            # Names and reasons only: the values may be secrets (the settings hide them too).
+            for error in exc.errors():
+                name = "FILESVC_" + "_".join(str(part) for part in error["loc"]).upper()
+                print(f"filesvc: invalid configuration: {name}: {error['msg']}", file=sys.stderr)
+            return 2
     logging.config.dictConfig(_logging_config(settings))
     handler = args.handler
     return int(handler(settings, args))

@@ -7,11 +7,13 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from filesvc.deps import ContextDep
+from filesvc.errors import error_responses
 from filesvc.storage.base import StorageError
 from filesvc.storage.errors import count_storage_error
 from filesvc.transfers.broker import BrokerUnavailable
 
 logger = logging.getLogger(__name__)
+
 router = APIRouter(tags=["operations"])
 
 
@@ -20,7 +22,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=error_responses(503))
 async def readyz(request: Request, context: ContextDep) -> JSONResponse:
     if context.drain.draining:
         # Stopping: finishing what is in flight, taking nothing new. Checked first, so a

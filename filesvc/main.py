@@ -36,6 +36,7 @@ from filesvc.observability.metrics import (
     multiprocess_dir,
     route_templates,
 )
+from filesvc.openapi import install_openapi
 from filesvc.server.drain import Drain
 from filesvc.sharing.router import SHARED_SEGMENT
 from filesvc.sharing.router import router as sharing_router
@@ -221,6 +222,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_router.router)
     install_web(app)
     app.state.metrics.route_templates = route_templates(app.routes)
+    install_openapi(app)
 
     if settings.cors_origins:
         # Bearer tokens, not cookies: credentials stay off, so even `*` never pairs with them.

@@ -44,6 +44,31 @@ async def test_unknown_route_and_method_use_the_error_shape(client: httpx.AsyncC
     wrong_method = await client.delete("/healthz")
     assert wrong_method.status_code == 405
     assert wrong_method.json()["code"] == "method_not_allowed"
+    assert wrong_method.headers["allow"] == "GET"
+
+
+@pytest.mark.parametrize(
+    ("path", "allow"),
+    [
+        # Several routes share each of these paths: Allow names all their methods.
+        ("/api/v1/users", "GET, POST"),
+        ("/api/v1/users/some-id", "DELETE, PATCH"),
+        ("/api/v1/files", "GET, POST"),
+        ("/api/v1/files/some-id", "DELETE, GET, PATCH"),
+        ("/api/v1/files/some-id/content", "GET, HEAD, PUT"),
+        ("/api/v1/shared/some-token", "GET, HEAD"),
+        # A concrete path wins over the template it also matches, as in OpenAPI.
+        ("/api/v1/users/me", "GET"),
+        ("/api/v1/files/batch", "POST"),
+    ],
+)
+async def test_405_allow_names_every_method_of_the_path(
+    client: httpx.AsyncClient, admin: Account, path: str, allow: str
+) -> None:
+    response = await client.request("OPTIONS", path, headers=admin.headers)
+    assert response.status_code == 405
+    assert response.headers["allow"] == allow
+    assert response.json()["code"] == "method_not_allowed"
 
 
 async def test_access_log_leaves_out_query_strings(

@@ -16,7 +16,8 @@ from filesvc.errors import NotAuthenticated, error_responses
 from filesvc.files.access import can_read
 from filesvc.files.errors import FileNotFound
 from filesvc.files.models import File
-from filesvc.transfers.dependencies import DownloadTracker
+from filesvc.storage.errors import STORAGE_ERRORS
+from filesvc.transfers.dependencies import TRANSFER_ERRORS, DownloadTracker
 
 router = APIRouter(tags=["files"])
 ARCHIVE_NAME = "files.zip"
@@ -31,6 +32,8 @@ ARCHIVE_NAME = "files.zip"
             "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
         },
         **error_responses(400, 401, 404),
+        **TRANSFER_ERRORS,
+        **STORAGE_ERRORS,
     },
     summary="Download several files as one zip (public files need no token)",
 )

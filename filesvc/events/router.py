@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.sse import EventSourceResponse
 
 from filesvc.auth.dependencies import ContentUser
@@ -22,6 +22,7 @@ router = APIRouter(tags=["events"], responses=error_responses(401))
         200: {"description": "`file.created`, `file.updated`, …", "content": EVENT_STREAM},
         **error_responses(429),
     },
+    response_class=Response,
     summary="Watch file changes: `file.created`, `file.updated`, `file.deleted` (SSE)",
 )
 async def watch_files(

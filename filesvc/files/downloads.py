@@ -33,6 +33,8 @@ from filesvc.storage.base import (
     Storage,
     StorageError,
 )
+from filesvc.storage.errors import STORAGE_ERRORS
+from filesvc.transfers.dependencies import TRANSFER_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,12 @@ DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     206: {"description": "The requested range (`Content-Range`).", "content": _BYTES},
     304: {"description": "Not modified (`If-None-Match`, `If-Modified-Since`)."},
     **error_responses(404, 416),
+    **TRANSFER_ERRORS,
+    **STORAGE_ERRORS,
+}
+# Only where `?redirect=true` is offered (a file's own content route).
+REDIRECT_RESPONSE: dict[int | str, dict[str, Any]] = {
+    307: {"description": "`?redirect=true` on S3: the bytes at a presigned URL (`Location`)."}
 }
 
 

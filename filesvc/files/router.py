@@ -15,7 +15,7 @@ from filesvc.errors import error_responses
 from filesvc.events.feed import DELETED, UPDATED, FileFeed
 from filesvc.files import service
 from filesvc.files.dependencies import ChangeableFile, DownloadableFile, ReadableFile
-from filesvc.files.downloads import DOWNLOAD_RESPONSES, file_response
+from filesvc.files.downloads import DOWNLOAD_RESPONSES, REDIRECT_RESPONSE, file_response
 from filesvc.files.errors import InvalidField
 from filesvc.files.ingest import (
     ReceivedForm,
@@ -37,7 +37,8 @@ from filesvc.files.schemas import (
     file_url,
 )
 from filesvc.storage.base import Storage
-from filesvc.transfers.dependencies import DownloadTracker, UploadTracker
+from filesvc.storage.errors import STORAGE_ERRORS
+from filesvc.transfers.dependencies import TRANSFER_ERRORS, DownloadTracker, UploadTracker
 from filesvc.transfers.service import Tracker
 from filesvc.users.models import User
 
@@ -60,7 +61,11 @@ class RawNameConvertor(Convertor[str]):
 register_url_convertor("rawname", RawNameConvertor())
 
 router = APIRouter(prefix="/files", tags=["files"], responses=error_responses(401))
-UPLOAD_ERRORS = error_responses(400, 403, 413, 415)
+UPLOAD_ERRORS = {
+    **error_responses(400, 403, 413, 415),
+    **TRANSFER_ERRORS,
+    **STORAGE_ERRORS,
+}
 VisibilityQuery = Annotated[
     Visibility | None,
     Query(description="Who may read the file (default `private`); a form field wins."),
@@ -220,7 +225,7 @@ async def upload_raw_file(
 @router.put(
     "/{file_id}/content",
     openapi_extra=raw_upload(),
-    responses=error_responses(400, 403, 404, 413, 415),
+    responses={**UPLOAD_ERRORS, **error_responses(404)},
     summary="Replace a file's bytes (owner or admin)",
 )
 async def replace_file_content(
@@ -294,10 +299,16 @@ async def delete_file(
 
 @router.get(
     "/{file_id}/content",
-    responses=DOWNLOAD_RESPONSES,
+    responses={**DOWNLOAD_RESPONSES, **REDIRECT_RESPONSE},
+    response_class=Response,
     summary="Download a file's bytes (ranges, conditional; public files need no token)",
 )
-@router.head("/{file_id}/content", responses=DOWNLOAD_RESPONSES, summary="A download's headers")
+@router.head(
+    "/{file_id}/content",
+    responses={**DOWNLOAD_RESPONSES, **REDIRECT_RESPONSE},
+    response_class=Response,
+    summary="A download's headers",
+)
 async def download_file(
     request: Request,
     file: DownloadableFile,

@@ -71,12 +71,14 @@ async def _shared_file(token: str, context: ContextDep, session: SessionDep) -> 
 
 @router.get(
     SHARED_PATH,
-    responses={**DOWNLOAD_RESPONSES, **error_responses(403)},
+    responses={**DOWNLOAD_RESPONSES, **error_responses(401, 403)},
+    response_class=Response,
     summary="Download through a share link (no token; ranges and conditions as usual)",
 )
 @router.head(
     SHARED_PATH,
-    responses={**DOWNLOAD_RESPONSES, **error_responses(403)},
+    responses={**DOWNLOAD_RESPONSES, **error_responses(401, 403)},
+    response_class=Response,
     summary="A share link's download headers",
 )
 async def download_shared_file(

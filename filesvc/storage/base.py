@@ -29,6 +29,8 @@ __all__ = [
     "ObjectAlreadyExists",
     "ObjectMeta",
     "ObjectNotFound",
+    "PendingWrite",
+    "PendingWrites",
     "PresignedGet",
     "Put",
     "Storage",
@@ -178,6 +180,27 @@ class List(Protocol):
     def list(self, prefix: str = "") -> AsyncIterator[ObjectMeta]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class PendingWrite:
+    """An unfinished write whose bytes the store still holds: a local temp file, an S3
+    multipart upload. `id` names it to `discard_pending`; `key` is the key it was meant
+    for, when the store records it."""
+
+    id: str
+    key: str | None
+    size: int
+    last_activity: datetime
+
+
+class PendingWrites(Protocol):
+    def pending_writes(self) -> AsyncIterator[PendingWrite]: ...
+
+    async def discard_pending(self, pending: PendingWrite) -> bool:
+        """Drop an unfinished write's bytes. False, and nothing done, when the backend can
+        tell that a writer still holds it (local disk: its temp file's lock)."""
+        ...
+
+
 @runtime_checkable
 class LocalPaths(Protocol):
     """Backends whose objects are plain files, so downloads can use FileResponse."""
@@ -192,7 +215,7 @@ class PresignedGet(Protocol):
     async def presigned_get_url(self, key: str, *, content_type: str, disposition: str) -> str: ...
 
 
-class Storage(Put, Get, Head, Delete, List, Protocol):
+class Storage(Put, Get, Head, Delete, List, PendingWrites, Protocol):
     name: str
 
     async def check(self) -> None:

@@ -7,12 +7,14 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from filesvc.errors import error_response
+from filesvc.errors import error_response, error_responses
 from filesvc.storage.base import ObjectNotFound, StorageError
 
 logger = logging.getLogger(__name__)
 # A store that is down is usually back within seconds (a restart, a failover).
 RETRY_AFTER_SECONDS = 5
+# For the routes that read or write blobs.
+STORAGE_ERRORS = error_responses(503)
 
 
 # The operation a failing request was doing, for the storage error counter.

@@ -8,12 +8,16 @@ check, fsync, link, fsync of the directory). aiofiles would cost a thread hop pe
 (about seven for a small upload's commit) and has no writev; its default executor is the
 loop's six threads, shared with everything else, where a slow fsync would hold a thread
 that a database driver or a download is waiting for.
+
+A writer holds an exclusive flock on its temp file until the object is linked, so `gc`
+(another process) can tell a temp file still being written from one left by a crash.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -31,9 +35,11 @@ from filesvc.storage.base import (
     ByteRange,
     GetResult,
     Hasher,
+    InvalidKey,
     ObjectAlreadyExists,
     ObjectMeta,
     ObjectNotFound,
+    PendingWrite,
     StorageError,
     validate_key,
 )
@@ -81,6 +87,30 @@ def _make_dirs(path: Path) -> None:
 
 def _private(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_CLOEXEC, 0o600)
+
+
+def _private_locked(path: str, flags: int) -> int:
+    fd = _private(path, flags)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: never contended
+    return fd
+
+
+def _discard_if_unlocked(path: Path) -> bool:
+    """Unlink a temp file unless its writer still holds it; True if it is gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return True
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return True
+    finally:
+        os.close(fd)
 
 
 def _meta(key: str, st: os.stat_result) -> ObjectMeta:
@@ -192,17 +222,17 @@ class LocalBlobWriter:
         try:
             os.fsync(fd)
             st = os.fstat(fd)
+            final = self._storage.local_path(self.key)
+            _make_dirs(final.parent)
+            try:
+                # link() rather than rename(): create-only, it never replaces an object.
+                os.link(self._tmp_path, final)
+            except FileExistsError:
+                raise ObjectAlreadyExists(self.key) from None
+            self._linked = final
+            os.unlink(self._tmp_path)
         finally:
-            os.close(fd)
-        final = self._storage.local_path(self.key)
-        _make_dirs(final.parent)
-        try:
-            # link() rather than rename(): create-only, it never replaces an object.
-            os.link(self._tmp_path, final)
-        except FileExistsError:
-            raise ObjectAlreadyExists(self.key) from None
-        self._linked = final
-        os.unlink(self._tmp_path)
+            os.close(fd)  # only now: its lock keeps gc off the temp file until it is linked
         _fsync_dir(final.parent)
         return _meta(self.key, st)
 
@@ -220,12 +250,12 @@ class LocalBlobWriter:
         linked, self._linked = self._linked, None
 
         def job() -> None:
-            if fd is not None:
-                os.close(fd)
             if linked is not None:
                 # commit() was cancelled after the link: its caller saw a failure.
                 _unlink_if_present(linked)
             _unlink_if_present(self._tmp_path)
+            if fd is not None:
+                os.close(fd)  # after the unlink: gc never sees it unlocked
 
         await asyncio.get_running_loop().run_in_executor(_disk_pool, job)
 
@@ -294,13 +324,13 @@ class LocalStorage:
         tmp_path = self.tmp_dir / f"{uuid.uuid4().hex}.part"
 
         def job() -> int:
-            # O_EXCL: created here or an error, never an existing file; 0600.
+            # O_EXCL: created here or an error, never an existing file; 0600, locked.
             flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
             try:
-                return _private(str(tmp_path), flags)
+                return _private_locked(str(tmp_path), flags)
             except FileNotFoundError:
                 self.tmp_dir.mkdir(parents=True, exist_ok=True)
-                return _private(str(tmp_path), flags)
+                return _private_locked(str(tmp_path), flags)
 
         with _os_errors(key):
             fd = await asyncio.get_running_loop().run_in_executor(_disk_pool, job)
@@ -374,6 +404,41 @@ class LocalStorage:
             found = await _in_thread(_scan)
         for meta in found:
             yield meta
+
+    async def pending_writes(self) -> AsyncIterator[PendingWrite]:
+        def _scan() -> list[PendingWrite]:
+            found: list[PendingWrite] = []
+            try:
+                entries = list(os.scandir(self.tmp_dir))
+            except FileNotFoundError:
+                return found
+            for entry in entries:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue  # committed or aborted meanwhile
+                if entry.is_file(follow_symlinks=False):
+                    found.append(
+                        PendingWrite(
+                            id=entry.name,
+                            key=None,
+                            size=st.st_size,
+                            last_activity=datetime.fromtimestamp(st.st_mtime, UTC),
+                        )
+                    )
+            return sorted(found, key=lambda p: p.id)
+
+        with _os_errors(TMP_DIR_NAME):
+            found = await _in_thread(_scan)
+        for pending in found:
+            yield pending
+
+    async def discard_pending(self, pending: PendingWrite) -> bool:
+        path = self.tmp_dir / pending.id
+        if path.parent != self.tmp_dir or pending.id in ("", ".", ".."):
+            raise InvalidKey(f"invalid temp file name {pending.id!r}")
+        with _os_errors(pending.id):
+            return await _in_thread(_discard_if_unlocked, path)
 
     async def check(self) -> None:
         def _probe() -> None:

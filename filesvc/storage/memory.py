@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -11,6 +12,7 @@ from filesvc.storage.base import (
     ObjectAlreadyExists,
     ObjectMeta,
     ObjectNotFound,
+    PendingWrite,
     StorageError,
     validate_key,
 )
@@ -19,19 +21,25 @@ from filesvc.storage.base import (
 class MemoryBlobWriter:
     def __init__(self, storage: MemoryStorage, key: str) -> None:
         self.key = key
+        self.id = uuid.uuid4().hex
         self._storage = storage
         self._chunks: list[bytes] | None = []
+        self.size = 0
+        self.last_activity = datetime.now(UTC)
+        storage._writers[self.id] = self
 
     async def write(self, data: bytes) -> None:
         if self._chunks is None:
             raise StorageError("writer is closed")
         self._chunks.append(bytes(data))
+        self.size += len(data)
+        self.last_activity = datetime.now(UTC)
 
     async def commit(self) -> ObjectMeta:
         if self._chunks is None:
             raise StorageError("writer is closed")
         data = b"".join(self._chunks)
-        self._chunks = None
+        self._close()
         # No await from the check to the store: create-only is atomic on the event loop.
         if self.key in self._storage._objects:
             raise ObjectAlreadyExists(self.key)
@@ -40,7 +48,11 @@ class MemoryBlobWriter:
         return meta
 
     async def abort(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
         self._chunks = None
+        self._storage._writers.pop(self.id, None)
 
 
 class MemoryStorage:
@@ -48,6 +60,7 @@ class MemoryStorage:
 
     def __init__(self) -> None:
         self._objects: dict[str, tuple[ObjectMeta, bytes]] = {}
+        self._writers: dict[str, MemoryBlobWriter] = {}
 
     def _lookup(self, key: str) -> tuple[ObjectMeta, bytes]:
         try:
@@ -81,6 +94,21 @@ class MemoryStorage:
         found = [meta for key, (meta, _) in self._objects.items() if key.startswith(prefix)]
         for meta in sorted(found, key=lambda m: m.key):
             yield meta
+
+    async def pending_writes(self) -> AsyncIterator[PendingWrite]:
+        # Every open writer: in one process there is no stale write to tell apart.
+        found = [
+            PendingWrite(id=w.id, key=w.key, size=w.size, last_activity=w.last_activity)
+            for w in self._writers.values()
+        ]
+        for pending in sorted(found, key=lambda p: p.id):
+            yield pending
+
+    async def discard_pending(self, pending: PendingWrite) -> bool:
+        writer = self._writers.get(pending.id)
+        if writer is not None:
+            writer._close()
+        return True
 
     async def check(self) -> None:
         return None

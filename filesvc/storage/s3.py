@@ -9,11 +9,11 @@ read the object's body in large chunks in the backend's own thread pool.
 from __future__ import annotations
 
 import asyncio
-import builtins
 import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError, NoCredentialsError
@@ -22,6 +22,7 @@ from filesvc.storage.base import (
     ByteRange,
     GetResult,
     ObjectMeta,
+    PendingWrite,
     StorageError,
     validate_key,
 )
@@ -174,22 +175,52 @@ class S3Storage:
             if not page.get("IsTruncated") or not token:
                 return
 
-    async def pending_uploads(self) -> builtins.list[tuple[str, str]]:
-        """(key, upload id) of every multipart upload neither completed nor aborted."""
-        found: builtins.list[tuple[str, str]] = []
+    async def pending_writes(self) -> AsyncIterator[PendingWrite]:
+        """Every multipart upload neither completed nor aborted; its last activity is its
+        newest part's (or its start, before any part has arrived)."""
         kwargs: dict[str, Any] = {"Bucket": self.bucket}
         while True:
             try:
                 page = await self.calls.run(self.calls.client.list_multipart_uploads, **kwargs)
             except Exception as exc:
                 raise map_error(exc, "listing of uploads", "") from exc
-            found += [(u["Key"], u["UploadId"]) for u in page.get("Uploads", [])]
+            for upload in page.get("Uploads", []):
+                yield await self._pending_write(
+                    upload["Key"], upload["UploadId"], upload["Initiated"]
+                )
             if not page.get("IsTruncated"):
-                return found
+                return
             kwargs |= {
                 "KeyMarker": page.get("NextKeyMarker", ""),
                 "UploadIdMarker": page.get("NextUploadIdMarker", ""),
             }
+
+    async def _pending_write(self, key: str, upload_id: str, initiated: datetime) -> PendingWrite:
+        size, last = 0, initiated
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "UploadId": upload_id}
+        while True:
+            try:
+                page = await self.calls.run(self.calls.client.list_parts, **kwargs)
+            except ClientError as exc:
+                if error_code(exc) == "NoSuchUpload":
+                    break  # completed or aborted meanwhile
+                raise map_error(exc, "listing of parts", key) from exc
+            except Exception as exc:
+                raise map_error(exc, "listing of parts", key) from exc
+            for part in page.get("Parts", []):
+                size += part["Size"]
+                last = max(last, part["LastModified"])
+            if not page.get("IsTruncated"):
+                break
+            kwargs["PartNumberMarker"] = page["NextPartNumberMarker"]
+        return PendingWrite(id=upload_id, key=key, size=size, last_activity=last)
+
+    async def discard_pending(self, pending: PendingWrite) -> bool:
+        # S3 cannot tell whether a writer is still sending parts: the caller's grace does.
+        if pending.key is None:
+            raise StorageError(f"multipart upload {pending.id!r} has no key")
+        await self._abort_upload_once(pending.key, pending.id)
+        return True
 
     async def abort_upload(self, key: str, upload_id: str) -> None:
         """Abort a multipart upload; if the store cannot take it now, keep trying in the

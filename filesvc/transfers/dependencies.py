@@ -17,6 +17,7 @@ from filesvc.auth.dependencies import (
     user_for_token,
 )
 from filesvc.deps import ContextDep, TransfersDep
+from filesvc.errors import error_responses
 from filesvc.middleware import DIRECTION_STATE
 from filesvc.observability.metrics import upload_outcome
 from filesvc.transfers.errors import InvalidTransferId, StreamOver
@@ -25,20 +26,31 @@ from filesvc.transfers.service import UNTRACKED, Tracker, TransferHub, TransferR
 from filesvc.users.models import User
 
 TRANSFER_STATE = "transfer"  # the request's tracker, in scope["state"] (see transfers/asgi.py)
+# What naming a transfer can answer: a malformed id (400), one taken by another (409).
+TRANSFER_ERRORS = error_responses(400, 409)
 
 
 async def requested_transfer_id(
     x_transfer_id: Annotated[
-        str | None, Header(description="Track this request as a transfer with this id.")
+        str | None,
+        Header(
+            description="Track this request as a transfer with this id.",
+            json_schema_extra={"pattern": TRANSFER_ID_RE.pattern},
+        ),
     ] = None,
     transfer_id: Annotated[
-        str | None, Query(description="The same as the `X-Transfer-Id` header.")
+        str | None,
+        Query(
+            description="The same as the `X-Transfer-Id` header.",
+            json_schema_extra={"pattern": TRANSFER_ID_RE.pattern},
+        ),
     ] = None,
 ) -> str | None:
-    value = x_transfer_id or transfer_id
-    if value is not None and not TRANSFER_ID_RE.match(value):
-        raise InvalidTransferId()
-    return value
+    # Both are checked when both are given: a bad one is never hidden by the other.
+    for value in (x_transfer_id, transfer_id):
+        if value is not None and not TRANSFER_ID_RE.match(value):
+            raise InvalidTransferId()
+    return x_transfer_id or transfer_id
 
 
 TransferId = Annotated[str | None, Depends(requested_transfer_id)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, WebSocket, status
+from fastapi import APIRouter, Response, WebSocket, status
 from fastapi.sse import EventSourceResponse
 from starlette.websockets import WebSocketDisconnect
 
@@ -37,6 +37,7 @@ async def create_transfer(user: CurrentUser, hub: TransfersDep) -> TransferCreat
         204: {"description": "Reconnected after the final event: nothing more will come."},
         **error_responses(400, 404, 429),
     },
+    response_class=Response,
     summary="Watch a transfer: `progress` events, then `complete` or `failed` (SSE)",
 )
 async def watch_transfer(

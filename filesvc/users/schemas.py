@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 from filesvc.users.models import Role
 
@@ -37,4 +37,5 @@ class UserUpdate(BaseModel):
 
     role: Role | None = None
     password: Password | None = None
-    disabled: bool | None = None
+    # Strict: a JSON body's 0 or "false" is not a boolean, as the schema says.
+    disabled: StrictBool | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Awaitable, Callable
-from datetime import UTC
+from datetime import UTC, datetime
 
 import pytest
 
@@ -15,6 +15,7 @@ from filesvc.storage.base import (
     ObjectAlreadyExists,
     ObjectMeta,
     ObjectNotFound,
+    PendingWrite,
     Storage,
     StorageError,
     validate_key,
@@ -402,3 +403,49 @@ def test_validate_key_accepts(key: str) -> None:
 def test_byte_range_rejects_nonsense(start: int, end: int) -> None:
     with pytest.raises(ValueError, match="byte range"):
         ByteRange(start, end)
+
+
+# Past one part of the S3 backend under test (5 MiB): its write is a multipart upload.
+UNFINISHED = os.urandom(6 * 1024 * 1024)
+
+
+async def pending_writes(storage: Storage) -> list[PendingWrite]:
+    return [pending async for pending in storage.pending_writes()]
+
+
+async def test_pending_writes_are_the_unfinished_ones(storage: Storage) -> None:
+    await put(storage, "done", b"committed")
+    aborted = await storage.open_writer("aborted")
+    await aborted.write(UNFINISHED)
+    await aborted.abort()
+    writer = await storage.open_writer("unfinished")
+    await writer.write(UNFINISHED)
+
+    [pending] = await pending_writes(storage)
+    assert pending.key in (None, "unfinished")  # local temp files do not know their key
+    assert 0 <= pending.size <= len(UNFINISHED)
+    assert pending.last_activity.tzinfo is not None
+    assert abs((datetime.now(UTC) - pending.last_activity).total_seconds()) < 300
+
+    await writer.commit()
+    assert await pending_writes(storage) == []
+    assert await keys(storage) == ["done", "unfinished"]
+
+
+async def test_discard_pending_write(storage: Storage) -> None:
+    writer = await storage.open_writer("victim")
+    await writer.write(UNFINISHED)
+    [pending] = await pending_writes(storage)
+
+    if await storage.discard_pending(pending):
+        # Gone, and its writer can no longer make it an object.
+        assert await pending_writes(storage) == []
+        with pytest.raises(StorageError):
+            await writer.commit()
+        assert await keys(storage) == []
+    else:
+        # The backend saw its writer still holds it: untouched.
+        assert [p.id for p in await pending_writes(storage)] == [pending.id]
+        await writer.commit()
+        assert await keys(storage) == ["victim"]
+    assert await pending_writes(storage) == []

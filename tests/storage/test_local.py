@@ -313,3 +313,26 @@ async def test_a_refused_digest_commits_nothing(storage: LocalStorage) -> None:
     assert all_files(storage) == []
     with pytest.raises(StorageError, match="closed"):
         await writer.write(b"more")
+
+
+async def test_gc_can_tell_a_crashed_write_from_one_in_flight(tmp_path: Path) -> None:
+    """A writer locks its temp file until the object is linked; a temp file left by a
+    crash has no lock, so it can be discarded."""
+    storage = LocalStorage(tmp_path / "blobs")
+    writer = await storage.open_writer("alive")
+    await writer.write(b"still arriving")
+    (storage.tmp_dir / "crashed.part").write_bytes(b"left behind")
+
+    pending = {p.id: p async for p in storage.pending_writes()}
+    assert len(pending) == 2
+    crashed = pending.pop("crashed.part")
+    [alive] = pending.values()
+    assert crashed.key is None
+    assert crashed.size == len(b"left behind")
+
+    assert await storage.discard_pending(crashed) is True
+    assert await storage.discard_pending(alive) is False
+    assert [p.id async for p in storage.pending_writes()] == [alive.id]
+    await writer.commit()
+    assert [p async for p in storage.pending_writes()] == []
+    assert storage.local_path("alive").read_bytes() == b"still arriving"
