@@ -17,6 +17,11 @@ An upload in flight is never touched. Its bytes look like one of these:
   before the rows are read, so a row committed by then protects its object; one
   committed later is still within the grace, since its object was written moments ago.
 `--grace 0` drops that margin: use it only while no instance is serving.
+
+An unfinished tus upload is in flight until it expires, however long it idles: its
+storage key (a partial file in <blobs>/.tus on local disk; a multipart upload and
+`<key>.tail-…` objects on S3) is skipped by the steps above, and its bytes go with its
+row once it has expired (FILESVC_TUS_EXPIRATION_SECONDS) more than the grace ago.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from filesvc.db import Database
 from filesvc.files.models import File
 from filesvc.maintenance.common import BATCH, Finding, Progress, file_rows
 from filesvc.storage.base import ObjectMeta, ObjectNotFound, Storage
+from filesvc.tus.expiry import live_storage_keys, remove_expired_uploads, remove_orphan_partials
 
 # Columns that hold storage keys: an object named in any of them is not an orphan.
 HEADS_IN_FLIGHT = 16
@@ -44,6 +50,7 @@ class Sweep:
     db: Database
     storage: Storage
     cutoff: datetime  # older than this is stale
+    grace: timedelta
     dry_run: bool
     progress: Progress
     removed: list[Finding] = field(default_factory=list)
@@ -63,13 +70,33 @@ class Sweep:
 Step = Callable[[Sweep], Awaitable[None]]
 
 
+def _of_live_upload(key: str | None, live: set[str]) -> bool:
+    # A tus upload's own objects are its key, or its key and a suffix after a dot.
+    return key is not None and key.partition(".")[0] in live
+
+
+async def sweep_expired_tus_uploads(sweep: Sweep) -> None:
+    """tus uploads expired more than the grace ago: their bytes, then their rows."""
+    expired = await remove_expired_uploads(
+        sweep.db, sweep.storage, grace=sweep.grace, dry_run=sweep.dry_run
+    )
+    for upload in expired:
+        note = f"expired {upload.expires_at.isoformat(timespec='seconds')}"
+        sweep.remove("expired tus upload", upload.id, upload.offset, note)
+    for name in await remove_orphan_partials(
+        sweep.db, sweep.storage, grace=sweep.grace, dry_run=sweep.dry_run
+    ):
+        sweep.remove("tus partial file", name, None, "no upload names it")
+
+
 async def sweep_unfinished_writes(sweep: Sweep) -> None:
     """Temp files (local disk) and multipart uploads (S3) idle past the grace."""
     kind = "temp file" if sweep.storage.name == "local" else "multipart upload"
+    live = await live_storage_keys(sweep.db)
     with sweep.progress.bar(f"{kind}s") as advance:
         async for pending in sweep.storage.pending_writes():
             advance()
-            if pending.last_activity >= sweep.cutoff:
+            if pending.last_activity >= sweep.cutoff or _of_live_upload(pending.key, live):
                 continue
             target = pending.id if pending.key is None else f"{pending.key} ({pending.id})"
             if not sweep.dry_run and not await sweep.storage.discard_pending(pending):
@@ -93,8 +120,11 @@ async def sweep_orphan_blobs(sweep: Sweep) -> None:
     async def settle(batch: list[ObjectMeta]) -> None:
         # Rows read after the listing: see the module's docstring.
         referenced = await _referenced(sweep.db, (m.key for m in batch))
+        live = await live_storage_keys(sweep.db)
         for meta in batch:
             if meta.key in referenced or meta.last_modified >= sweep.cutoff:
+                continue
+            if _of_live_upload(meta.key, live):
                 continue
             if not sweep.dry_run:
                 await sweep.storage.delete(meta.key)
@@ -139,8 +169,13 @@ async def _still_points_at(db: Database, file_id: str, key: str) -> bool:
         return await session.scalar(select(File.storage_key).where(File.id == file_id)) == key
 
 
-# The sweep, in order. The tus uploads' step goes here (expired uploads' bytes and rows).
-STEPS: tuple[Step, ...] = (sweep_unfinished_writes, sweep_orphan_blobs, report_missing_blobs)
+# The sweep, in order: expired tus uploads first, so their bytes are not kept as live.
+STEPS: tuple[Step, ...] = (
+    sweep_expired_tus_uploads,
+    sweep_unfinished_writes,
+    sweep_orphan_blobs,
+    report_missing_blobs,
+)
 
 
 async def collect_garbage(
@@ -153,7 +188,7 @@ async def collect_garbage(
     progress: Progress,
     steps: Iterable[Step] = STEPS,
 ) -> Sweep:
-    sweep = Sweep(db, storage, now - grace, dry_run, progress)
+    sweep = Sweep(db, storage, now - grace, grace, dry_run, progress)
     for step in steps:
         await step(sweep)
     return sweep

@@ -4,14 +4,18 @@ blob is gone are reported (exit status 1) but left as they are."""
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select, update
 
 from filesvc.config import Settings
+from filesvc.db import utcnow
 from filesvc.maintenance.common import parse_duration
+from filesvc.tus.models import TusUpload
 from tests.conftest import Account, blob_files
 from tests.files.helpers import sha256, uploaded
 from tests.maintenance.helpers import (
@@ -24,6 +28,7 @@ from tests.maintenance.helpers import (
     stored_path,
     unfinished_writes,
 )
+from tests.tus.helpers import TUS, created, offset_of, patch
 
 MiB = 1024 * 1024
 
@@ -129,3 +134,49 @@ def test_grace_durations(text: str, expected: int) -> None:
 def test_grace_durations_refused(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
+
+
+async def test_gc_keeps_unfinished_tus_uploads_and_removes_expired_ones(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    admin: Account,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    live_url = await created(client, admin, 7 * MiB)
+    expired_url = await created(client, admin, 7 * MiB)
+    # 6 MiB + 1 KiB each: one S3 part and a tail object, or a partial file on disk.
+    head = os.urandom(6 * MiB + 1024)
+    for url in (live_url, expired_url):
+        assert (await patch(client, admin, url, 0, head)).status_code == 204
+    expired_id = expired_url.rsplit("/", 1)[1]
+    async with context(app).db.session() as session:
+        await session.execute(
+            update(TusUpload)
+            .where(TusUpload.id == expired_id)
+            .values(expires_at=utcnow() - timedelta(hours=2))
+        )
+        expired_key = await session.scalar(
+            select(TusUpload.storage_key).where(TusUpload.id == expired_id)
+        )
+    assert expired_key is not None
+
+    # Grace 0: whatever is not in flight goes, and an idle tus upload is in flight.
+    status, lines = await run_filesvc(settings, capsys, "gc", "--grace", "0")
+    assert status == 0, lines
+    assert any(line.startswith(f"removed expired tus upload {expired_id}") for line in lines), lines
+    assert lines[-1].startswith("gc: removed 1 item(s)"), lines  # that upload, nothing else
+
+    # The expired upload is gone with all its bytes...
+    assert (await client.head(expired_url, headers={**admin.headers, **TUS})).status_code == 404
+    assert not any(expired_key in str(path) for path in blob_files(settings))
+    assert not any(expired_key in name for name in unfinished_writes(settings))
+    assert not (settings.resolved_storage_dir / ".tus" / f"{expired_key}.part").exists()
+    # ...and the live one resumes where it was and completes whole.
+    assert await offset_of(client, admin, live_url) == len(head)
+    rest = os.urandom(7 * MiB - len(head))
+    finished = await patch(client, admin, live_url, len(head), rest)
+    assert finished.status_code == 204, finished.text
+    file_id = finished.headers["x-file-id"]
+    download = await client.get(f"/api/v1/files/{file_id}/content", headers=admin.headers)
+    assert sha256(download.content) == sha256(head + rest)
