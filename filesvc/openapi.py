@@ -12,13 +12,27 @@ _METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 _PARAMETER = re.compile(r"\\\{[^/]*?\\\}")
 
 
-def _require_non_empty_lists(schema: dict[str, Any]) -> None:
-    """A list parameter with `minItems` checked by its route (a 400, not FastAPI's 422,
-    see archive/router.py) is required, though FastAPI sees a default."""
+# Marks a parameter whose value its route checks itself (see `exactly`).
+_EXACTLY = "x-exactly"
+
+
+def exactly(value: str) -> dict[str, Any]:
+    """`json_schema_extra` for a parameter that must be `value`, checked by its route with
+    its own status (tus' 412, not FastAPI's 422): the document says required, this value."""
+    return {_EXACTLY: value}
+
+
+def _require_checked_parameters(schema: dict[str, Any]) -> None:
+    """Parameters checked by their route are required, though FastAPI sees a default: a
+    list with `minItems` (a 400, see archive/router.py) and one marked with `exactly`."""
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
             for parameter in operation.get("parameters", []):
-                if parameter.get("schema", {}).get("minItems", 0) > 0:
+                value_schema = parameter.get("schema", {})
+                if _EXACTLY in value_schema:
+                    parameter["required"] = True
+                    parameter["schema"] = {"type": "string", "enum": [value_schema[_EXACTLY]]}
+                elif value_schema.get("minItems", 0) > 0:
                     parameter["required"] = True
 
 
@@ -27,7 +41,7 @@ def install_openapi(app: FastAPI) -> None:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            _require_non_empty_lists(generate())
+            _require_checked_parameters(generate())
         assert app.openapi_schema is not None
         return app.openapi_schema
 

@@ -9,8 +9,9 @@ from fastapi import Depends, Header, Request
 from filesvc.auth.dependencies import ContentUser
 from filesvc.deps import SessionDep
 from filesvc.errors import PermissionDenied
+from filesvc.openapi import exactly
 from filesvc.tus import headers as tus_headers
-from filesvc.tus.errors import UploadExpired, UploadNotFound
+from filesvc.tus.errors import TUS_VERSION, UploadExpired, UploadNotFound
 from filesvc.tus.models import TusUpload
 from filesvc.tus.service import TusRuntime, is_expired
 from filesvc.users.models import Role, User
@@ -27,7 +28,10 @@ Runtime = Annotated[TusRuntime, Depends(get_runtime)]
 
 def tus_version(
     request: Request,
-    tus_resumable: Annotated[str | None, Header(description="Must be `1.0.0`.")] = None,
+    tus_resumable: Annotated[
+        str | None,
+        Header(description="Must be `1.0.0`.", json_schema_extra=exactly(TUS_VERSION)),
+    ] = None,
 ) -> None:
     tus_headers.check_version(request.headers)
 
