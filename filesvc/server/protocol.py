@@ -32,16 +32,41 @@ def _deadlines() -> tuple[float, float]:
     return settings.header_timeout_seconds, settings.send_timeout_seconds
 
 
-class _Deadlines:
+class _Deadlines(asyncio.Protocol):
+    """Mixed in before a uvicorn protocol class: each hook runs the deadlines' part around
+    the protocol's own (`super()` is the uvicorn class)."""
+
     # What the uvicorn protocol classes below provide.
     transport: asyncio.Transport
     cycle: Any
     loop: asyncio.AbstractEventLoop
 
-    def _init_deadlines(self) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self._header_timeout, self._send_timeout = _deadlines()
         self._head_timer: asyncio.TimerHandle | None = None
         self._stall_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_head_timer()
+
+    def data_received(self, data: bytes) -> None:
+        cycle = self._before_data()
+        super().data_received(data)
+        self._after_data(cycle)
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self._on_pause_writing()
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        self._on_resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._on_lost()
+        super().connection_lost(exc)
 
     def _owns_transport(self) -> bool:
         protocol: object = self.transport.get_protocol()
@@ -100,57 +125,11 @@ class _Deadlines:
 
 
 class HttpToolsWithDeadlines(_Deadlines, HttpToolsProtocol):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_deadlines()
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_head_timer()
-
-    def data_received(self, data: bytes) -> None:
-        cycle = self._before_data()
-        super().data_received(data)
-        self._after_data(cycle)
-
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        self._on_pause_writing()
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        self._on_resume_writing()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._on_lost()
-        super().connection_lost(exc)
+    pass
 
 
 class H11WithDeadlines(_Deadlines, H11Protocol):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_deadlines()
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm_head_timer()
-
-    def data_received(self, data: bytes) -> None:
-        cycle = self._before_data()
-        super().data_received(data)
-        self._after_data(cycle)
-
-    def pause_writing(self) -> None:
-        super().pause_writing()
-        self._on_pause_writing()
-
-    def resume_writing(self) -> None:
-        super().resume_writing()
-        self._on_resume_writing()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._on_lost()
-        super().connection_lost(exc)
+    pass
 
 
 def protocol_class() -> str:
