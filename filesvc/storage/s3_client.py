@@ -65,7 +65,9 @@ def botocore_config(options: S3Options) -> Config:
         connect_timeout=options.connect_timeout,
         # Per socket read, not per request: a long download is fine, a stalled one is not.
         read_timeout=options.read_timeout,
-        retries={"max_attempts": options.max_attempts, "mode": "standard"},
+        # total_max_attempts counts the first try; botocore's max_attempts would count
+        # only the retries after it.
+        retries={"total_max_attempts": options.max_attempts, "mode": "standard"},
         tcp_keepalive=True,
     )
 

@@ -32,7 +32,7 @@ from .wire import connect, request_head
 
 pytestmark = pytest.mark.e2e
 
-# Fail fast while the store is down: one retry, short timeouts.
+# Fail fast while the store is down: two attempts per call (one retry), short timeouts.
 FAST_FAILING = {
     "FILESVC_S3_MAX_ATTEMPTS": "2",
     "FILESVC_S3_CONNECT_TIMEOUT_SECONDS": "2",
