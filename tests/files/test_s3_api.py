@@ -239,13 +239,17 @@ async def test_redirect_answers_307_to_a_presigned_url(
     url = response.headers["location"]
     assert settings.s3_endpoint_url is not None
     assert url.startswith(settings.s3_endpoint_url)
+    disposition = "attachment; filename=\"report final.txt\"; filename*=UTF-8''report%20final.txt"
+    query = httpx.URL(url).params
+    assert query["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256"
+    assert query["X-Amz-Expires"] == str(settings.s3_presign_expiry_seconds)
+    assert query["X-Amz-Signature"]
+    assert query["response-content-disposition"] == disposition
     async with httpx.AsyncClient() as direct:
         fetched = await direct.get(url)
     assert fetched.status_code == 200
     assert fetched.content == data
-    assert fetched.headers["content-disposition"] == (
-        "attachment; filename=\"report final.txt\"; filename*=UTF-8''report%20final.txt"
-    )
+    assert fetched.headers["content-disposition"] == disposition
 
 
 async def test_store_failing_before_the_first_byte_is_503(

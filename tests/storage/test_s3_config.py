@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from filesvc.storage.s3_client import S3Options, build_client
+from filesvc.storage.s3_client import S3Calls, S3Options, botocore_config, build_client
 
 
 @pytest.fixture(autouse=True)
@@ -24,3 +24,46 @@ def test_max_attempts_counts_the_first_try(attempts: int) -> None:
         assert client.meta.config.retries == {"total_max_attempts": attempts, "mode": "standard"}
     finally:
         client.close()
+
+
+def test_an_endpoint_gets_path_style_and_the_configured_limits() -> None:
+    options = S3Options(
+        bucket="b",
+        endpoint_url="http://x",
+        max_pool_connections=17,
+        connect_timeout=2.5,
+        read_timeout=33.0,
+        max_attempts=4,
+    )
+    config = botocore_config(options)
+    assert config.s3 == {"addressing_style": "path"}
+    assert config.signature_version == "s3v4"
+    assert config.request_checksum_calculation == "when_required"
+    assert config.response_checksum_validation == "when_required"
+    assert config.connect_timeout == 2.5
+    assert config.read_timeout == 33.0
+    assert config.max_pool_connections == 17
+    assert config.retries == {"total_max_attempts": 4, "mode": "standard"}
+
+
+def test_aws_gets_automatic_addressing_and_the_defaults() -> None:
+    config = botocore_config(S3Options(bucket="b"))
+    assert config.s3 == {"addressing_style": "auto"}
+    assert config.request_checksum_calculation == "when_required"
+    assert config.response_checksum_validation == "when_required"
+    assert config.connect_timeout == 5.0
+    assert config.read_timeout == 60.0
+    assert config.max_pool_connections == 100
+    assert config.retries == {"total_max_attempts": 3, "mode": "standard"}
+
+
+def test_the_thread_pool_is_as_big_as_the_connection_pool() -> None:
+    options = S3Options(
+        bucket="b", endpoint_url="http://x", region="us-east-1", max_pool_connections=7
+    )
+    calls = S3Calls(build_client(options), options)
+    try:
+        assert calls.client.meta.config.max_pool_connections == 7
+        assert calls._executor._max_workers == 7
+    finally:
+        calls.shutdown()
