@@ -3,6 +3,8 @@ stage, what a download asks of the store, presigned redirects, the start-up chec
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -20,6 +22,7 @@ from filesvc.storage.base import ByteRange, GetResult, StorageError
 from filesvc.storage.s3 import S3Storage
 from tests.conftest import Account, blob_files, running_app
 from tests.files.helpers import file_ids, http_scope, sha256
+from tests.seaweedfs import s3_client, stored_keys
 
 MiB = 1024 * 1024
 PART = 5 * MiB  # the tests' part size (conftest.s3_settings)
@@ -121,6 +124,39 @@ async def test_a_failed_upload_part_is_503_and_leaves_nothing(
     assert "s3.example.invalid" not in response.text
     assert await file_ids(client, editor) == []
     assert blob_files(settings) == []  # no object, no pending multipart upload
+
+
+@pytest.mark.parametrize("route", ["raw", "multipart"])
+async def test_a_checksum_mismatch_after_several_parts_is_400_and_aborts_the_upload(
+    client: httpx.AsyncClient,
+    editor: Account,
+    settings: Settings,
+    operations: S3Operations,
+    route: str,
+) -> None:
+    data = os.urandom(2 * PART + 123)
+    wrong = base64.b64encode(hashlib.sha256(b"other bytes").digest()).decode()
+    headers = {**editor.headers, "Content-Digest": f"sha-256=:{wrong}:"}
+
+    if route == "raw":
+        response = await client.put("/api/v1/files/raw/big.bin", content=data, headers=headers)
+    else:
+        response = await client.post(
+            "/api/v1/files", files={"file": ("big.bin", data)}, headers=headers
+        )
+
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "checksum_mismatch"
+    assert "CreateMultipartUpload" in operations.names
+    assert operations.names.count("UploadPart") >= 2
+    assert "AbortMultipartUpload" in operations.names
+    assert "CompleteMultipartUpload" not in operations.names
+    assert settings.s3_endpoint_url is not None
+    assert settings.s3_bucket is not None
+    store = s3_client(settings.s3_endpoint_url)
+    assert stored_keys(store, settings.s3_bucket) == []
+    assert store.list_multipart_uploads(Bucket=settings.s3_bucket).get("Uploads", []) == []
+    assert await file_ids(client, editor) == []
 
 
 async def test_replace_and_delete_remove_the_old_objects(
