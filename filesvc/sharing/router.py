@@ -16,7 +16,7 @@ from filesvc.files.dependencies import ChangeableFile
 from filesvc.files.downloads import DOWNLOAD_RESPONSES, file_response
 from filesvc.files.errors import FileNotFound
 from filesvc.files.models import File
-from filesvc.sharing.errors import InvalidExpiry, LinkOutdated, LinkRevoked
+from filesvc.sharing.errors import InvalidExpiry, InvalidLink, LinkOutdated, LinkRevoked
 from filesvc.sharing.schemas import MAX_EXPIRES_IN, LinkCreate, LinkRead
 from filesvc.sharing.tokens import DOWNLOAD, PINNED_HEX_CHARS, ShareGrant, sign_grant, verify_grant
 from filesvc.transfers.dependencies import DownloadTracker
@@ -56,6 +56,9 @@ async def create_link(
 
 async def _shared_file(token: str, context: ContextDep, session: SessionDep) -> File:
     grant = verify_grant(token, context.secret_key, time.time())
+    # A link names one action; this route only downloads.
+    if grant.action != DOWNLOAD:
+        raise InvalidLink()
     file = await session.get(File, grant.file_id)
     if file is None:
         raise FileNotFound()

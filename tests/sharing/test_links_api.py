@@ -154,6 +154,20 @@ async def test_expired_link(client: httpx.AsyncClient, editor: Account, settings
     assert response.json()["code"] == "link_expired"
 
 
+async def test_a_link_for_another_action_does_not_download(
+    client: httpx.AsyncClient, editor: Account, settings: Settings
+) -> None:
+    file = await uploaded(client, editor)
+    grant = ShareGrant(file["id"], "delete", file["sha256"][:32], editor.id, int(time.time()) + 600)
+    token = sign_grant(grant, secret_of(settings))
+    for method in ("GET", "HEAD"):
+        response = await client.request(method, f"/api/v1/shared/{token}")
+        assert response.status_code == 403, method
+        if method == "GET":
+            assert response.json()["code"] == "invalid_link"
+    assert (await client.get(file["content_url"], headers=editor.headers)).status_code == 200
+
+
 async def test_link_of_a_deleted_file_is_404(client: httpx.AsyncClient, editor: Account) -> None:
     file = await uploaded(client, editor)
     url = await link_url(client, editor, file["id"])
