@@ -100,3 +100,42 @@ async def test_admin_may_delete_any_file(
     created = await uploaded(client, editor)
     response = await client.delete(f"/api/v1/files/{created['id']}", headers=admin.headers)
     assert response.status_code == 204
+
+
+async def test_patching_visibility_changes_who_may_read(
+    client: httpx.AsyncClient, editor: Account, viewer: Account
+) -> None:
+    created = await uploaded(client, editor, fields={"visibility": "private"})
+    meta_url = f"/api/v1/files/{created['id']}"
+    content_url = created["content_url"]
+
+    async def visible_to_viewer() -> tuple[int, bool]:
+        meta = await client.get(meta_url, headers=viewer.headers)
+        return meta.status_code, created["id"] in await file_ids(client, viewer)
+
+    async def set_visibility(visibility: str) -> None:
+        response = await client.patch(
+            meta_url, json={"visibility": visibility}, headers=editor.headers
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["visibility"] == visibility
+
+    assert await visible_to_viewer() == (404, False)
+    assert (await client.get(content_url)).status_code == 401
+
+    await set_visibility("public")
+    anonymous = await client.get(content_url)
+    assert anonymous.status_code == 200
+    assert anonymous.content == b"hello world\n"
+    assert await visible_to_viewer() == (200, True)
+
+    await set_visibility("internal")
+    assert (await client.get(content_url)).status_code == 401
+    assert await visible_to_viewer() == (200, True)
+
+    await set_visibility("private")
+    assert await visible_to_viewer() == (404, False)
+    assert (await client.get(content_url, headers=viewer.headers)).status_code == 404
+    anonymous = await client.get(content_url)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")
