@@ -105,10 +105,18 @@ class ErrorBody(BaseModel):
     code: str
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI entries for the errors an endpoint may answer."""
+def error_responses(
+    *statuses: int, descriptions: Mapping[int, str] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the errors an endpoint may answer: what a status means on that
+    route, where `descriptions` says so, else its bare HTTP phrase."""
+    described = descriptions or {}
+    assert set(described) <= set(statuses), "a description for a status not listed"
     return {
-        status: {"model": ErrorBody, "description": HTTPStatus(status).phrase}
+        status: {
+            "model": ErrorBody,
+            "description": described.get(status, HTTPStatus(status).phrase),
+        }
         for status in statuses
     }
 

@@ -140,6 +140,42 @@ def test_every_api_route_is_in_the_matrix(app: FastAPI) -> None:
     assert other == []  # no mount or other kind of route under /api
 
 
+def test_every_status_in_the_matrix_is_documented_on_its_route(app: FastAPI) -> None:
+    paths = app.openapi()["paths"]
+    for (method, path), expected in MATRIX.items():
+        documented = set(paths[path][method.lower()]["responses"])
+        statuses = {str(s) for row in expected.values() for s in row if isinstance(s, int)}
+        assert statuses <= documented, (method, path, statuses - documented)
+
+
+def test_the_openapi_document_says_what_a_refusal_means(app: FastAPI) -> None:
+    paths = app.openapi()["paths"]
+
+    def description(method: str, path: str, status: int) -> str:
+        text: str = paths[path][method]["responses"][str(status)]["description"]
+        return text
+
+    for method, path in [
+        ("get", "/api/v1/files/{file_id}"),
+        ("get", "/api/v1/files/{file_id}/content"),
+        ("head", "/api/v1/files/{file_id}/content"),
+        ("patch", "/api/v1/files/{file_id}"),
+        ("delete", "/api/v1/files/{file_id}"),
+        ("put", "/api/v1/files/{file_id}/content"),
+        ("post", "/api/v1/files/{file_id}/links"),
+    ]:
+        assert "one you may not read" in description(method, path, 404), (method, path)
+    for method in ("get", "head"):
+        assert "not public" in description(method, "/api/v1/files/{file_id}/content", 401)
+        refused = description(method, "/api/v1/shared/{token}", 403)
+        for code in ("invalid_link", "link_expired", "link_outdated", "link_revoked"):
+            assert code in refused, (method, code)
+        assert "deleted" in description(method, "/api/v1/shared/{token}", 404)
+    assert "invalid_archive_request" in description("get", "/api/v1/archive", 400)
+    assert "may not read" in description("get", "/api/v1/archive", 404)
+    assert "not public" in description("get", "/api/v1/archive", 401)
+
+
 @dataclass
 class Callers:
     accounts: dict[str, Account | None]

@@ -31,9 +31,22 @@ ARCHIVE_NAME = "files.zip"
             "description": "A zip of the files (stored, zip64 when needed), with Content-Length.",
             "content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}},
         },
-        **error_responses(400, 401, 404),
         **TRANSFER_ERRORS,
         **STORAGE_ERRORS,
+        # After TRANSFER_ERRORS, whose 400 this one replaces (and names).
+        **error_responses(
+            400,
+            401,
+            404,
+            descriptions={
+                400: "`invalid_archive_request`: no id, or more distinct ids than "
+                "`FILESVC_MAX_ARCHIVE_FILES`; `invalid_transfer_id`: a bad `X-Transfer-Id`.",
+                401: "`not_authenticated`: no valid token, and an id is not public "
+                "(or does not exist).",
+                404: "`file_not_found`: an id that does not exist or that you may not read; "
+                "nothing is sent.",
+            },
+        ),
     },
     summary="Download several files as one zip (public files need no token)",
 )

@@ -1,5 +1,12 @@
 from filesvc.errors import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType
 
+# What the access statuses mean on the routes that name a file (OpenAPI descriptions).
+NOT_READABLE = "`file_not_found`: no such file, or one you may not read (the two look alike)."
+ANONYMOUS_NOT_PUBLIC = (
+    "`not_authenticated`: no valid token, and the file is not public (or does not exist)."
+)
+NOT_CHANGEABLE = "`permission_denied`: you may read the file but not change it (owner or admin)."
+
 
 class FileNotFound(NotFound):
     code = "file_not_found"

@@ -16,7 +16,12 @@ from filesvc.events.feed import DELETED, UPDATED, FileFeed
 from filesvc.files import service
 from filesvc.files.dependencies import ChangeableFile, DownloadableFile, ReadableFile
 from filesvc.files.downloads import DOWNLOAD_RESPONSES, REDIRECT_RESPONSE, file_response
-from filesvc.files.errors import InvalidField
+from filesvc.files.errors import (
+    ANONYMOUS_NOT_PUBLIC,
+    NOT_CHANGEABLE,
+    NOT_READABLE,
+    InvalidField,
+)
 from filesvc.files.ingest import (
     ReceivedForm,
     StoredBlob,
@@ -61,6 +66,8 @@ class RawNameConvertor(Convertor[str]):
 register_url_convertor("rawname", RawNameConvertor())
 
 router = APIRouter(prefix="/files", tags=["files"], responses=error_responses(401))
+# The statuses of a route anyone may call for a public file.
+READ_ERRORS = error_responses(401, 404, descriptions={401: ANONYMOUS_NOT_PUBLIC, 404: NOT_READABLE})
 UPLOAD_ERRORS = {
     **error_responses(400, 403, 413, 415),
     **TRANSFER_ERRORS,
@@ -225,7 +232,10 @@ async def upload_raw_file(
 @router.put(
     "/{file_id}/content",
     openapi_extra=raw_upload(),
-    responses={**UPLOAD_ERRORS, **error_responses(404)},
+    responses={
+        **UPLOAD_ERRORS,
+        **error_responses(403, 404, descriptions={403: NOT_CHANGEABLE, 404: NOT_READABLE}),
+    },
     summary="Replace a file's bytes (owner or admin)",
 )
 async def replace_file_content(
@@ -258,7 +268,7 @@ async def list_files(
 
 @router.get(
     "/{file_id}",
-    responses=error_responses(404),
+    responses=READ_ERRORS,
     summary="A file's metadata (public files need no token)",
 )
 async def read_file(file: ReadableFile) -> FileRead:
@@ -267,7 +277,7 @@ async def read_file(file: ReadableFile) -> FileRead:
 
 @router.patch(
     "/{file_id}",
-    responses=error_responses(400, 403, 404),
+    responses=error_responses(400, 403, 404, descriptions={403: NOT_CHANGEABLE, 404: NOT_READABLE}),
     summary="Rename, change visibility or metadata (owner or admin)",
 )
 async def update_file(
@@ -283,7 +293,7 @@ async def update_file(
 @router.delete(
     "/{file_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=error_responses(403, 404),
+    responses=error_responses(403, 404, descriptions={403: NOT_CHANGEABLE, 404: NOT_READABLE}),
     summary="Delete a file and its bytes (owner or admin)",
 )
 async def delete_file(
@@ -299,13 +309,13 @@ async def delete_file(
 
 @router.get(
     "/{file_id}/content",
-    responses={**DOWNLOAD_RESPONSES, **REDIRECT_RESPONSE},
+    responses={**DOWNLOAD_RESPONSES, **REDIRECT_RESPONSE, **READ_ERRORS},
     response_class=Response,
     summary="Download a file's bytes (ranges, conditional; public files need no token)",
 )
 @router.head(
     "/{file_id}/content",
-    responses={**DOWNLOAD_RESPONSES, **REDIRECT_RESPONSE},
+    responses={**DOWNLOAD_RESPONSES, **REDIRECT_RESPONSE, **READ_ERRORS},
     response_class=Response,
     summary="A download's headers",
 )

@@ -14,7 +14,7 @@ from filesvc.errors import error_responses
 from filesvc.files.access import can_change
 from filesvc.files.dependencies import ChangeableFile
 from filesvc.files.downloads import DOWNLOAD_RESPONSES, file_response
-from filesvc.files.errors import FileNotFound
+from filesvc.files.errors import NOT_CHANGEABLE, NOT_READABLE, FileNotFound
 from filesvc.files.models import File
 from filesvc.sharing.errors import InvalidExpiry, InvalidLink, LinkOutdated, LinkRevoked
 from filesvc.sharing.schemas import MAX_EXPIRES_IN, LinkCreate, LinkRead
@@ -26,12 +26,36 @@ router = APIRouter(tags=["sharing"])
 # What follows this segment is a credential: the access log prints `{token}` instead.
 SHARED_SEGMENT = "shared"
 SHARED_PATH = f"/{SHARED_SEGMENT}/{{token}}"
+LINK_ERRORS = error_responses(
+    401,
+    403,
+    404,
+    descriptions={
+        401: "Only for a tracked download (`X-Transfer-Id`) whose token is not valid; "
+        "the link itself needs no token.",
+        403: "`invalid_link`: not a link this service signed, or edited; "
+        "`link_expired`: past its expiry; "
+        "`link_outdated`: the file's content was replaced since the link was made; "
+        "`link_revoked`: its maker was disabled or deleted, or may no longer change the file.",
+        404: "`file_not_found`: the file was deleted.",
+    },
+)
 
 
 @router.post(
     "/files/{file_id}/links",
     status_code=status.HTTP_201_CREATED,
-    responses=error_responses(400, 401, 403, 404),
+    responses=error_responses(
+        400,
+        401,
+        403,
+        404,
+        descriptions={
+            400: "`invalid_expiry`: `expires_in` is not between 1 and 604800 seconds.",
+            403: NOT_CHANGEABLE,
+            404: NOT_READABLE,
+        },
+    ),
     summary="Make a signed download link that needs no token (owner or admin)",
 )
 async def create_link(
@@ -74,13 +98,13 @@ async def _shared_file(token: str, context: ContextDep, session: SessionDep) -> 
 
 @router.get(
     SHARED_PATH,
-    responses={**DOWNLOAD_RESPONSES, **error_responses(401, 403)},
+    responses={**DOWNLOAD_RESPONSES, **LINK_ERRORS},
     response_class=Response,
     summary="Download through a share link (no token; ranges and conditions as usual)",
 )
 @router.head(
     SHARED_PATH,
-    responses={**DOWNLOAD_RESPONSES, **error_responses(401, 403)},
+    responses={**DOWNLOAD_RESPONSES, **LINK_ERRORS},
     response_class=Response,
     summary="A share link's download headers",
 )
