@@ -33,8 +33,3 @@ class SmallBlobCache:
         while self._size > self._capacity:
             _, evicted = self._items.popitem(last=False)
             self._size -= len(evicted)
-
-    def discard(self, key: str) -> None:
-        body = self._items.pop(key, None)
-        if body is not None:
-            self._size -= len(body)
