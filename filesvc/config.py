@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=30.0, ge=0)
     # tus: an unfinished upload left idle this long expires (404/410; `gc` removes it).
     tus_expiration_seconds: int = Field(default=86400, gt=0)
+    # Small files' bytes kept in memory per process once downloaded (0 turns it off).
+    small_file_cache_bytes: int = Field(default=32 * MiB, ge=0)
+    small_file_cache_max_file_bytes: int = Field(default=256 * 1024, ge=0, le=MiB)
 
     _split = field_validator("allowed_content_types", "cors_origins", mode="before")(_split_commas)
 

@@ -20,6 +20,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import String, TypeDecorator
 
+from filesvc.point_reads import PointReads
+
 # Explicit names so migrations are stable across SQLite and PostgreSQL.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -116,9 +118,9 @@ class Database:
         self.sessionmaker = async_sessionmaker(
             writer, expire_on_commit=False, sync_session_class=self.session_class
         )
-        self._read_sessionmaker = async_sessionmaker(
-            reader, expire_on_commit=False, sync_session_class=self.session_class
-        )
+        # A row by primary key without a session, in autocommit on PostgreSQL: what most
+        # small requests read.
+        self.point_reads = PointReads(reader)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -131,12 +133,6 @@ class Database:
                 await session.rollback()
                 raise
 
-    @asynccontextmanager
-    async def read_session(self) -> AsyncIterator[AsyncSession]:
-        """Yield a session for reads alone: it is closed, never committed, and on PostgreSQL
-        runs in autocommit (each statement sees what is committed when it runs)."""
-        async with self._read_sessionmaker() as session:
-            yield session
-
     async def dispose(self) -> None:
+        self.point_reads.close()
         await self.engine.dispose()

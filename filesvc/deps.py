@@ -13,6 +13,7 @@ from filesvc.auth.cache import UserCache
 from filesvc.config import Settings
 from filesvc.db import Database
 from filesvc.events.feed import FileFeed
+from filesvc.files.blob_cache import SmallBlobCache
 from filesvc.files.inserts import FileInserts
 from filesvc.observability.metrics import Metrics
 from filesvc.server.drain import Drain
@@ -38,6 +39,7 @@ class AppContext:
     metrics: Metrics
     drain: Drain
     users: UserCache
+    small_blobs: SmallBlobCache
 
 
 # Dependencies are `async def` even when they do not await: FastAPI runs a plain `def`
@@ -65,17 +67,12 @@ async def get_feed(context: ContextDep) -> FileFeed:
     return context.feed
 
 
-def get_file_inserts(context: ContextDep) -> FileInserts:
+async def get_file_inserts(context: ContextDep) -> FileInserts:
     return context.file_inserts
 
 
 async def get_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
     async with context.db.session() as session:
-        yield session
-
-
-async def get_read_session(context: ContextDep) -> AsyncIterator[AsyncSession]:
-    async with context.db.read_session() as session:
         yield session
 
 
@@ -88,6 +85,3 @@ FileInsertsDep = Annotated[FileInserts, Depends(get_file_inserts)]
 # commit failure still becomes an error reply and no connection is held while a
 # download or stream runs.
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
-# For routes that only read (Database.read_session): closed, like SessionDep, before the
-# response is sent.
-ReadSessionDep = Annotated[AsyncSession, Depends(get_read_session, scope="function")]

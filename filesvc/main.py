@@ -26,6 +26,7 @@ from filesvc.deps import AppContext
 from filesvc.errors import install_error_handlers
 from filesvc.events.feed import FileFeed
 from filesvc.events.router import router as events_router
+from filesvc.files.blob_cache import SmallBlobCache
 from filesvc.files.inserts import file_inserts
 from filesvc.files.router import router as files_router
 from filesvc.middleware import RequestContextMiddleware
@@ -171,6 +172,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             metrics=app.state.metrics,
             drain=drain,
             users=users,
+            small_blobs=SmallBlobCache(
+                settings.small_file_cache_bytes, settings.small_file_cache_max_file_bytes
+            ),
         )
         drain.install()
         app.state.tus = TusRuntime(

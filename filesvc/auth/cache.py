@@ -14,7 +14,7 @@ The promise stays: a disabled or deleted user, or a changed password, locks toke
 
 Only acceptance is cached: a token that does not match its cached user (version, disabled)
 is checked against the database before it is refused, so a change made elsewhere never
-refuses a good token either. Entries are detached copies, shared between requests: read
+refuses a good token either. Entries are copies (db.point_reads), shared between requests: read
 them, never change them (load the row in your session to change a user).
 """
 
@@ -27,7 +27,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from sqlalchemy import event, inspect
+from sqlalchemy import event
 from sqlalchemy.orm import Session, UOWTransaction
 
 from filesvc.db import Database
@@ -40,11 +40,6 @@ TTL_SECONDS = 1.0
 MAX_ENTRIES = 10_000
 CHANNEL = "users"
 _CHANGED = "filesvc_changed_users"  # key in Session.info
-
-
-def _detached_copy(user: User) -> User:
-    columns = inspect(User).column_attrs
-    return User(**{column.key: getattr(user, column.key) for column in columns})
 
 
 class UserCache:
@@ -88,11 +83,9 @@ class UserCache:
 
     async def _load(self, user_id: str) -> User | None:
         generation = self._generation
-        async with self._db.read_session() as session:
-            row = await session.get(User, user_id)
-            if row is None:
-                return None
-            user = _detached_copy(row)
+        user = await self._db.point_reads.get(User, user_id)
+        if user is None:
+            return None
         if generation == self._generation:
             if len(self._entries) >= MAX_ENTRIES:
                 self._entries.clear()

@@ -10,10 +10,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from filesvc.auth.dependencies import CurrentUser, OptionalContentUser, OptionalUser
-from filesvc.deps import ReadSessionDep, SessionDep
+from filesvc.deps import ContextDep, SessionDep
 from filesvc.errors import NotAuthenticated, PermissionDenied
 from filesvc.files.access import can_change, can_read
 from filesvc.files.errors import FileNotFound
@@ -21,8 +20,7 @@ from filesvc.files.models import File
 from filesvc.users.models import User
 
 
-async def load_readable(session: AsyncSession, file_id: str, user: User | None) -> File:
-    file = await session.get(File, file_id)
+def check_readable(file: File | None, user: User | None) -> File:
     if file is not None and can_read(user, file):
         return file
     if user is None:
@@ -30,18 +28,18 @@ async def load_readable(session: AsyncSession, file_id: str, user: User | None) 
     raise FileNotFound()
 
 
-async def readable_file(file_id: str, user: OptionalUser, session: ReadSessionDep) -> File:
-    return await load_readable(session, file_id, user)
+async def readable_file(file_id: str, user: OptionalUser, context: ContextDep) -> File:
+    # Read-only routes take the row without a session (db.point_reads).
+    return check_readable(await context.db.point_reads.get(File, file_id), user)
 
 
-async def downloadable_file(
-    file_id: str, user: OptionalContentUser, session: ReadSessionDep
-) -> File:
-    return await load_readable(session, file_id, user)
+async def downloadable_file(file_id: str, user: OptionalContentUser, context: ContextDep) -> File:
+    return check_readable(await context.db.point_reads.get(File, file_id), user)
 
 
 async def changeable_file(file_id: str, user: CurrentUser, session: SessionDep) -> File:
-    file = await load_readable(session, file_id, user)
+    # Loaded in the route's session, which changes it.
+    file = check_readable(await session.get(File, file_id), user)
     if not can_change(user, file):
         # The caller may read it, so its existence is no secret: 403, not 404.
         raise PermissionDenied("Only the owner or an admin may change this file.")

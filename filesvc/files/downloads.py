@@ -17,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from filesvc.errors import error_responses
+from filesvc.files.blob_cache import SmallBlobCache
 from filesvc.files.models import File
 from filesvc.files.names import content_disposition
 from filesvc.files.ranges import parse_range
@@ -229,14 +231,15 @@ async def _nothing() -> AsyncIterator[bytes]:
 
 async def file_response(
     storage: Storage,
+    small_blobs: SmallBlobCache,
     file: File,
-    request_headers: Headers,
+    request: Request,
     disposition: str,
     *,
     redirect: bool = False,
 ) -> Response:
     headers = download_headers(file, disposition)
-    if (cached := not_modified(request_headers, file, headers)) is not None:
+    if (cached := not_modified(request.headers, file, headers)) is not None:
         return cached
     if redirect and isinstance(storage, PresignedGet):
         url = await storage.presigned_get_url(
@@ -246,21 +249,47 @@ async def file_response(
         )
         # The URL expires soon: no cache may keep this answer.
         return RedirectResponse(url, status_code=307, headers={"cache-control": "no-store"})
+    whole = "range" not in request.headers
+    if whole and (body := small_blobs.get(file.storage_key)) is not None:
+        return _whole_body(file, headers, body)
     if not isinstance(storage, LocalPaths):
+        if whole and request.method == "GET" and file.size <= small_blobs.max_item_bytes:
+            body = await _read_whole_object(storage, file)
+            small_blobs.put(file.storage_key, body)
+            return _whole_body(file, headers, body)
         return ObjectStreamResponse(
-            storage, file, headers, requested_range(request_headers, file, headers)
+            storage, file, headers, requested_range(request.headers, file, headers)
         )
     path = storage.local_path(file.storage_key)
     try:
         stat_result, body = await asyncio.to_thread(_stat_and_read_small, path)
     except FileNotFoundError:
         raise ObjectNotFound(file.storage_key) from None
-    if body is not None and "range" not in request_headers:
-        headers |= {"accept-ranges": "bytes", "content-length": str(len(body))}
-        return Response(body, headers=headers, media_type=file.content_type)
+    if body is not None and whole:
+        small_blobs.put(file.storage_key, body)
+        return _whole_body(file, headers, body)
     return BlobFileResponse(
         path, headers=headers, media_type=file.content_type, stat_result=stat_result
     )
+
+
+def _whole_body(file: File, headers: dict[str, str], body: bytes) -> Response:
+    headers = {**headers, "accept-ranges": "bytes", "content-length": str(len(body))}
+    return Response(body, headers=headers, media_type=file.content_type)
+
+
+async def _read_whole_object(storage: Storage, file: File) -> bytes:
+    """A small object's bytes, read before the answer starts: a failure is an error reply."""
+    result = await storage.get(file.storage_key, None)
+    try:
+        body = b"".join([chunk async for chunk in result.chunks])
+    finally:
+        await result.aclose()
+    if len(body) != file.size:
+        raise StorageError(
+            f"object {file.storage_key!r} has {len(body)} bytes, its row says otherwise"
+        )
+    return body
 
 
 def _stat_and_read_small(path: Path) -> tuple[os.stat_result, bytes | None]:

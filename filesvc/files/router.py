@@ -10,7 +10,7 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from filesvc.auth.dependencies import CurrentUser, EditorUser
 from filesvc.config import Settings
-from filesvc.deps import FeedDep, FileInsertsDep, SessionDep, SettingsDep, StorageDep
+from filesvc.deps import ContextDep, FeedDep, FileInsertsDep, SessionDep, SettingsDep, StorageDep
 from filesvc.errors import error_responses
 from filesvc.events.feed import DELETED, UPDATED, FileFeed
 from filesvc.files import service
@@ -323,11 +323,13 @@ async def download_file(
     request: Request,
     file: DownloadableFile,
     _transfer: DownloadTracker,
-    storage: StorageDep,
+    context: ContextDep,
     disposition: Literal["attachment", "inline"] = "attachment",
     redirect: Annotated[
         bool, Query(description="S3 backend: 307 to a short-lived presigned URL of the store")
     ] = False,
 ) -> Response:
     # SessionDep is function-scoped: its connection is back in the pool before the bytes flow.
-    return await file_response(storage, file, request.headers, disposition, redirect=redirect)
+    return await file_response(
+        context.storage, context.small_blobs, file, request, disposition, redirect=redirect
+    )

@@ -9,7 +9,7 @@ from typing import Literal
 from fastapi import APIRouter, Request, Response, status
 
 from filesvc.auth.dependencies import CurrentUser
-from filesvc.deps import ContextDep, SessionDep, StorageDep
+from filesvc.deps import ContextDep
 from filesvc.errors import error_responses
 from filesvc.files.access import can_change
 from filesvc.files.dependencies import ChangeableFile
@@ -78,19 +78,20 @@ async def create_link(
     )
 
 
-async def _shared_file(token: str, context: ContextDep, session: SessionDep) -> File:
+async def _shared_file(token: str, context: ContextDep) -> File:
     grant = verify_grant(token, context.secret_key, time.time())
     # A link names one action; this route only downloads.
     if grant.action != DOWNLOAD:
         raise InvalidLink()
-    file = await session.get(File, grant.file_id)
+    reads = context.db.point_reads
+    file = await reads.get(File, grant.file_id)
     if file is None:
         raise FileNotFound()
     if not grant.pins(file.sha256):
         raise LinkOutdated()
     # A link is only as good as its maker's right to share: it dies with their account
     # or their access to the file.
-    creator = await session.get(User, grant.creator_id)
+    creator = await reads.get(User, grant.creator_id)
     if creator is None or creator.disabled or not can_change(creator, file):
         raise LinkRevoked()
     return file
@@ -112,14 +113,11 @@ async def download_shared_file(
     token: str,
     request: Request,
     context: ContextDep,
-    session: SessionDep,
-    storage: StorageDep,
     _transfer: DownloadTracker,
     disposition: Literal["attachment", "inline"] = "attachment",
 ) -> Response:
-    # SessionDep is function-scoped: its connection is back in the pool before the bytes flow.
-    file = await _shared_file(token, context, session)
-    response = await file_response(storage, file, request.headers, disposition)
+    file = await _shared_file(token, context)
+    response = await file_response(context.storage, context.small_blobs, file, request, disposition)
     # The token is in the URL: never hand it on to another site.
     response.headers["referrer-policy"] = "no-referrer"
     return response

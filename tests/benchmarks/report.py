@@ -176,6 +176,11 @@ def tracking_lines(report: dict[str, Any]) -> list[str]:
             f"{fmt(row['tracked_mb_s'], 13, 1)} {fmt(row['ratio'], 7, 2)} "
             f"{'>= ' + format(row['target_ratio_min'], '.2f'):>8}  {verdict(row['pass'])}"
         )
+        out.append(
+            f"{'  server CPU-s per GiB':<28} {fmt(row['untracked_cpu_s_per_gib'], 11, 2)} "
+            f"{fmt(row['tracked_cpu_s_per_gib'], 13, 2)}  tracking costs "
+            f"{row['cpu_overhead']:+.1%} CPU"
+        )
     return out
 
 

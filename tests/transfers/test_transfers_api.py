@@ -61,7 +61,9 @@ async def test_watch_an_upload_while_it_runs(client: httpx.AsyncClient, editor: 
     assert events[0].retry == 2000
     assert events[1].data["state"] == "pending"
     progress = [e for e in events if e.event == "progress" and e.data["state"] == "receiving"]
-    assert len(progress) >= 2
+    # In process, 1 MiB may arrive within one progress interval, and a watcher behind skips
+    # to the newest progress: at least the last one comes (e2e tests see many, mid-upload).
+    assert progress
     assert progress[-1].data["bytes"] == progress[-1].data["total"]
     assert progress[-1].data["percent"] == 100.0
     ids = [int(e.id) for e in events if e.id is not None]
