@@ -64,6 +64,17 @@ async def test_watch_an_upload_while_it_runs(client: httpx.AsyncClient, editor: 
     assert len(progress) >= 2
     assert progress[-1].data["bytes"] == progress[-1].data["total"]
     assert progress[-1].data["percent"] == 100.0
+    # Each one says how fast it goes and how long is left (no estimate before the first
+    # byte), and nothing is left once every byte is in.
+    for event in progress:
+        assert event.data.keys() >= {"bytes", "total", "percent", "rate", "eta", "state"}
+        if event.data["bytes"] == 0:
+            assert event.data["rate"] == 0, event
+            assert event.data["eta"] is None, event
+        else:
+            assert event.data["rate"] > 0, event
+            assert event.data["eta"] >= 0, event
+    assert progress[-1].data["eta"] == 0
     ids = [int(e.id) for e in events if e.id is not None]
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
