@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -134,6 +135,36 @@ async def test_rejected_uploads_fail(
     assert failed.event == "failed"
     assert failed.data["code"] == code == response.json()["code"]
     assert failed.data["detail"] == response.json()["detail"]
+
+
+async def test_a_chunked_body_over_the_limit_fails_mid_body(
+    client: httpx.AsyncClient, editor: Account
+) -> None:
+    """No Content-Length to refuse up front: the limit is found while the bytes arrive."""
+    sent: list[int] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(8):  # 8 MiB, well over the 2 MiB limit
+            sent.append(len(DATA))
+            yield DATA
+
+    response = await client.put(
+        "/api/v1/files/raw/chunked.bin?transfer_id=chunked-1",
+        content=chunks(),
+        headers=editor.headers,
+    )
+    assert response.status_code == 413
+    assert "content-length" not in response.request.headers
+    assert response.request.headers["transfer-encoding"] == "chunked"
+    events = events_of((await watch(client, editor, "chunked-1")).text)
+    failed = final(events)
+    assert failed.event == "failed"
+    assert failed.data["code"] == "upload_too_large" == response.json()["code"]
+    assert failed.data["total"] is None
+    # Refused at the chunk that crossed the limit, the rest never read (a late watcher sees
+    # the end only).
+    assert failed.data["bytes"] == 3 * MiB == sum(sent)
+    assert (await client.get("/api/v1/files", headers=editor.headers)).json()["items"] == []
 
 
 async def test_batch_and_replace_are_tracked(client: httpx.AsyncClient, editor: Account) -> None:
