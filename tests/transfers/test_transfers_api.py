@@ -202,6 +202,52 @@ async def test_a_download_is_tracked(client: httpx.AsyncClient, editor: Account)
     assert done.data["bytes"] == done.data["total"] == len(DATA)
 
 
+async def test_share_link_and_archive_downloads_are_tracked(
+    client: httpx.AsyncClient, editor: Account, admin: Account, viewer: Account
+) -> None:
+    file = await uploaded(client, editor, data=DATA)
+    link = await client.post(
+        f"/api/v1/files/{file['id']}/links", json={"expires_in": 600}, headers=editor.headers
+    )
+    assert link.status_code == 201, link.text
+    url = link.json()["url"]
+
+    # Anonymous, through the link: nobody owns the transfer, so only admins may watch it.
+    shared = await client.get(f"{url}?transfer_id=shared-anon")
+    assert shared.status_code == 200
+    assert shared.headers["x-transfer-id"] == "shared-anon"
+    done = final(events_of((await watch(client, admin, "shared-anon")).text))
+    assert done.event == "complete"
+    assert done.data["direction"] == "download"
+    assert done.data["bytes"] == done.data["total"] == len(DATA)
+    for account in (editor, viewer):
+        assert (await watch(client, account, "shared-anon")).status_code == 404
+
+    # Through the link with a token: the caller owns it.
+    mine = await client.get(f"{url}?transfer_id=shared-mine", headers=editor.headers)
+    assert mine.status_code == 200
+    done = final(events_of((await watch(client, editor, "shared-mine")).text))
+    assert done.event == "complete"
+    assert done.data["bytes"] == len(DATA)
+    assert (await watch(client, viewer, "shared-mine")).status_code == 404
+
+    # An archive of two files, watched by its owner and an admin.
+    other = await uploaded(client, editor, data=b"a second file\n", filename="second.txt")
+    archive = await client.get(
+        "/api/v1/archive",
+        params={"id": [file["id"], other["id"]], "transfer_id": "archive-1"},
+        headers=editor.headers,
+    )
+    assert archive.status_code == 200
+    assert archive.headers["x-transfer-id"] == "archive-1"
+    for account in (editor, admin):
+        done = final(events_of((await watch(client, account, "archive-1")).text))
+        assert done.event == "complete"
+        assert done.data["direction"] == "download"
+        assert done.data["bytes"] == done.data["total"] == len(archive.content)
+    assert (await watch(client, viewer, "archive-1")).status_code == 404
+
+
 async def test_transfer_ids(client: httpx.AsyncClient, editor: Account, admin: Account) -> None:
     bad = await upload(client, editor, headers={"X-Transfer-Id": "no spaces"})
     assert bad.status_code == 400
