@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from filesvc.config import Settings
 from tests.conftest import ADMIN_PASSWORD, Account, client_for, login, make_account, running_app
 from tests.files.helpers import sha256, upload, uploaded
 from tests.transfers.sse import Event, events_of
+from tests.transfers.waiting import subscribers, until, until_subscribed
 
 MiB = 1024 * 1024
 DATA = b"0123456789abcdef" * 65536  # 1 MiB
@@ -48,9 +50,12 @@ async def test_reserve_a_transfer(client: httpx.AsyncClient, editor: Account) ->
     assert (await client.post("/api/v1/transfers")).status_code == 401
 
 
-async def test_watch_an_upload_while_it_runs(client: httpx.AsyncClient, editor: Account) -> None:
+async def test_watch_an_upload_while_it_runs(
+    app: FastAPI, client: httpx.AsyncClient, editor: Account
+) -> None:
+    before = subscribers(app)
     watcher = asyncio.create_task(watch(client, editor, "up-1"))
-    await asyncio.sleep(0.2)  # subscribed, waiting (pending)
+    await until_subscribed(app, before + 1)  # subscribed, waiting (pending)
     response = await upload(client, editor, DATA, headers={"X-Transfer-Id": "up-1"})
     assert response.status_code == 201
     assert response.headers["x-transfer-id"] == "up-1"
@@ -262,9 +267,12 @@ async def test_transfer_ids(client: httpx.AsyncClient, editor: Account, admin: A
     assert theirs.status_code == 409
 
 
-async def test_open_streams_are_capped(client: httpx.AsyncClient, editor: Account) -> None:
+async def test_open_streams_are_capped(
+    app: FastAPI, client: httpx.AsyncClient, editor: Account
+) -> None:
     waiting = [asyncio.create_task(watch(client, editor, f"cap-{n}")) for n in range(2)]
-    await asyncio.sleep(0.3)
+    streams = app.state.context.streams
+    await until(lambda: streams.open_streams(editor.id) == 2, what="2 open streams")
     refused = await watch(client, editor, "cap-3")
     assert refused.status_code == 429
     assert refused.json()["code"] == "too_many_streams"
@@ -302,11 +310,12 @@ async def test_two_apps_share_transfers_and_events_through_redis(
         admin = await login(first, "admin", ADMIN_PASSWORD)
         headers = {"Authorization": f"Bearer {admin}"}
         assert (await second.get("/readyz")).status_code == 200
+        before = subscribers(two)
         transfer = asyncio.create_task(
             second.get(f"/api/v1/transfers/{transfer_id}/events", headers=headers)
         )
         files = asyncio.create_task(second.get("/api/v1/events", headers=headers))
-        await asyncio.sleep(0.3)
+        await until_subscribed(two, before + 2)  # the transfer's stream and /events
         response = await first.post(
             "/api/v1/files",
             files={"file": ("a.bin", DATA, "application/octet-stream")},
