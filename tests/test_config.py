@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from filesvc.config import GiB, Settings
 
@@ -30,3 +31,16 @@ def test_secrets_do_not_show_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FILESVC_ADMIN_PASSWORD", "very-secret-password")
     text = repr(Settings())
     assert "very-secret" not in text
+
+
+def test_finished_transfers_are_kept_at_least_five_minutes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("FILESVC_TRANSFER_RETENTION_SECONDS", raising=False)
+    assert Settings().transfer_retention_seconds == 600
+    assert Settings(transfer_retention_seconds=300).transfer_retention_seconds == 300
+    with pytest.raises(ValidationError, match="transfer_retention_seconds"):
+        Settings(transfer_retention_seconds=299)
+    monkeypatch.setenv("FILESVC_TRANSFER_RETENTION_SECONDS", "299")
+    with pytest.raises(ValidationError, match="transfer_retention_seconds"):
+        Settings()

@@ -230,6 +230,9 @@ def test_a_websocket_watches_the_same_events(
 def test_streams_end_when_their_clients_go_away(server: RunningServer) -> None:
     """Sixteen streams (the per-user cap) opened and dropped, twice: the slots come back
     as soon as the clients go, so nothing of the first round is left behind."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect as ws_connect
+
     user = create_user(server, "viewer")
     for _round in range(2):
         sockets = []
@@ -243,6 +246,13 @@ def test_streams_end_when_their_clients_go_away(server: RunningServer) -> None:
             over = client.get("/api/v1/events")
         assert over.status_code == 429
         assert over.json()["code"] == "too_many_streams"
+        # A WebSocket counts against the same cap, and is denied with the same answer.
+        ws_url = server.url(f"/api/v1/transfers/gone-{_round}-ws/ws").replace("http://", "ws://")
+        with pytest.raises(InvalidStatus) as denied:  # noqa: SIM117
+            with ws_connect(f"{ws_url}?access_token={user.token}", open_timeout=10):
+                pass
+        assert denied.value.response.status_code == 429
+        assert json.loads(denied.value.response.body or b"{}")["code"] == "too_many_streams"
         for sock in sockets:
             sock.close()
 

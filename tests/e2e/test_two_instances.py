@@ -78,3 +78,38 @@ def test_an_upload_through_one_is_watched_through_the_other(
     # The other instance serves the file too: one database, one blob directory.
     with two.client(editor.token) as client:
         assert client.get(f"/api/v1/files/{created.data['id']}").json() == response.json()
+
+
+def test_a_stream_resumed_on_the_other_instance_replays_what_it_missed(
+    instances: tuple[RunningServer, RunningServer],
+) -> None:
+    """EventSource reconnects with Last-Event-ID, maybe to another worker behind the proxy:
+    the feed is in the shared database, so what happened while it was away is replayed."""
+    one, two = instances
+    editor: User = create_user(one, "editor")
+    first = Watcher(one.url("/api/v1/events"), editor.token, stop_after=("file.created",))
+    first.start()
+    with one.client(editor.token) as client:
+        seen = client.put("/api/v1/files/raw/seen.txt", content=b"seen\n")
+    assert seen.status_code == 201, seen.text
+    [created] = first.join()
+    assert created.event == "file.created"
+    assert created.data["id"] == seen.json()["id"]
+    assert created.id is not None
+
+    # Gone (the stream above ended); meanwhile a file is made through the first instance.
+    with one.client(editor.token) as client:
+        missed = client.put("/api/v1/files/raw/missed.txt", content=b"missed\n")
+    assert missed.status_code == 201, missed.text
+
+    resumed = Watcher(
+        two.url("/api/v1/events"),
+        editor.token,
+        stop_after=("file.created",),
+        headers={"Last-Event-ID": created.id},
+    ).start()
+    [replayed] = resumed.join()
+    assert resumed.status == 200
+    assert replayed.event == "file.created"
+    assert replayed.data == missed.json()
+    assert int(replayed.id or 0) > int(created.id)

@@ -1,5 +1,7 @@
 """The page at `/` in headless Chromium: sign in, pick a 50 MiB file, watch its bar move
-(driven by the transfer's SSE events), see the file appear in the list.
+(driven by the transfer's SSE events), see the file appear in the list. Pick 8 files at
+once (more than the browser's 6 connections per host would carry unqueued), drop files on
+the drop zone, delete one with its button.
 
 A screenshot of the page is kept as the test's artifact (its path is printed; it lands in
 pytest's tmp_path, or in $FILESVC_TEST_ARTIFACTS when that is set).
@@ -8,6 +10,7 @@ pytest's tmp_path, or in $FILESVC_TEST_ARTIFACTS when that is set).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +20,7 @@ import pytest
 from .server import MiB, RunningServer, User, make_random_file
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page
+    from playwright.sync_api import Browser, Dialog, Page
 
 pytestmark = pytest.mark.e2e
 
@@ -55,7 +58,7 @@ def page(chromium: Browser, server: RunningServer, tmp_path: Path) -> Iterator[P
         context.close()
 
 
-def throttle_uploads(page: Page) -> None:
+def throttle_uploads(page: Page, bytes_per_second: int = UPLOAD_BYTES_PER_SECOND) -> None:
     session = page.context.new_cdp_session(page)
     session.send("Network.enable")
     session.send(
@@ -64,9 +67,29 @@ def throttle_uploads(page: Page) -> None:
             "offline": False,
             "latency": 0,
             "downloadThroughput": -1,
-            "uploadThroughput": UPLOAD_BYTES_PER_SECOND,
+            "uploadThroughput": bytes_per_second,
         },
     )
+
+
+def sign_in(page: Page, server: RunningServer, user: User) -> None:
+    from playwright.sync_api import expect
+
+    response = page.goto(server.base_url + "/")
+    assert response is not None
+    assert response.status == 200
+    page.get_by_label("User name").fill(user.username)
+    page.get_by_label("Password").fill(user.password)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#username")).to_have_text(user.username)
+    expect(page.locator("#live")).to_have_class("live on")  # /events is connected
+
+
+def listed_names(server: RunningServer, user: User, query: str) -> set[str]:
+    with server.client(user.token) as client:
+        response = client.get("/api/v1/files", params={"q": query, "limit": 200})
+    assert response.status_code == 200, response.text
+    return {f["name"] for f in response.json()["items"]}
 
 
 def test_a_picked_file_uploads_with_a_live_progress_bar(
@@ -75,16 +98,7 @@ def test_a_picked_file_uploads_with_a_live_progress_bar(
     from playwright.sync_api import expect
 
     picked = make_random_file(tmp_path / "picked-50MiB.bin", PICKED_BYTES)
-    response = page.goto(server.base_url + "/")
-    assert response is not None
-    assert response.status == 200
-
-    page.get_by_label("User name").fill(editor.username)
-    page.get_by_label("Password").fill(editor.password)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page.locator("#username")).to_have_text(editor.username)
-    expect(page.locator("#live")).to_have_class("live on")  # /events is connected
-
+    sign_in(page, server, editor)
     throttle_uploads(page)
     page.locator("#file-input").set_input_files(picked.path)
 
@@ -111,3 +125,87 @@ def test_a_picked_file_uploads_with_a_live_progress_bar(
     href = listed.locator("a.download").get_attribute("href")
     assert href is not None
     assert href.startswith(item["content_url"])
+
+
+MANY_FILES = 8
+MANY_FILE_BYTES = 512 * 1024
+# Slow enough that the queue is seen at work (8 x 512 KiB, 2 at a time, take about 2 s).
+MANY_BYTES_PER_SECOND = 1_000_000
+
+
+def test_eight_picked_files_are_queued_and_all_upload(
+    page: Page, server: RunningServer, editor: User, tmp_path: Path
+) -> None:
+    """Each running upload holds 2 connections (its event stream and its request) and
+    /events 1: the page runs 2 uploads at once and queues the rest, so that 8 files do not
+    starve Chromium's 6 connections per host (they all hung before the queue)."""
+    from playwright.sync_api import expect
+
+    picked = [
+        make_random_file(tmp_path / f"many-{i}-of-{MANY_FILES}.bin", MANY_FILE_BYTES)
+        for i in range(MANY_FILES)
+    ]
+    sign_in(page, server, editor)
+    throttle_uploads(page, MANY_BYTES_PER_SECOND)
+    page.locator("#file-input").set_input_files([f.path for f in picked])
+
+    # One bar per file at once; those not started yet say so.
+    expect(page.locator("#uploads .upload")).to_have_count(MANY_FILES)
+    expect(page.locator("#uploads .upload .state", has_text="queued").first).to_be_visible()
+
+    expect(page.locator("#uploads .upload.complete")).to_have_count(MANY_FILES)
+    for file in picked:
+        expect(page.locator("#files .file", has_text=file.path.name)).to_have_count(1)
+    progress: dict[str, Any] = page.evaluate("window.filesvcProgress")
+    for file in picked:
+        seen = progress[file.path.name]
+        assert seen["state"] == "complete", (file.path.name, seen)
+        # Each bar was driven by its own stream's progress events, ending at every byte.
+        assert seen["progress"] >= 1, (file.path.name, seen)
+        assert seen["percents"][-1] == 100.0, (file.path.name, seen)
+    uploads: dict[str, int] = page.evaluate("window.filesvcUploads")
+    assert uploads == {"running": 0, "mostRunning": 2}, uploads
+    assert listed_names(server, editor, "many-") >= {f.path.name for f in picked}
+
+
+def test_dropped_files_upload_and_one_is_deleted_with_its_button(
+    page: Page, server: RunningServer, editor: User
+) -> None:
+    from playwright.sync_api import expect
+
+    names = ["dropped-a.txt", "dropped-b.txt", "dropped-c.txt"]
+    sign_in(page, server, editor)
+    transfer = page.evaluate_handle(
+        """(names) => {
+            const data = new DataTransfer();
+            for (const name of names) {
+                data.items.add(new File([`the bytes of ${name}\n`], name, { type: "text/plain" }));
+            }
+            return data;
+        }""",
+        names,
+    )
+    page.dispatch_event("#drop", "dragenter", {"dataTransfer": transfer})
+    expect(page.locator("#drop")).to_have_class(re.compile(r"\bover\b"))
+    page.dispatch_event("#drop", "drop", {"dataTransfer": transfer})
+    expect(page.locator("#drop")).not_to_have_class(re.compile(r"\bover\b"))
+
+    expect(page.locator("#uploads .upload.complete")).to_have_count(len(names))
+    for name in names:
+        expect(page.locator("#files .file", has_text=name)).to_have_count(1)
+    assert listed_names(server, editor, "dropped-") == set(names)
+
+    # Delete the second one with its button, accepting the page's confirmation.
+    dialogs: list[str] = []
+
+    def accept(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", accept)
+    page.locator("#files .file", has_text="dropped-b.txt").locator("button.delete").click()
+    expect(page.locator("#files .file", has_text="dropped-b.txt")).to_have_count(0)
+    for name in ("dropped-a.txt", "dropped-c.txt"):
+        expect(page.locator("#files .file", has_text=name)).to_have_count(1)
+    assert dialogs == ["Delete dropped-b.txt?"]
+    assert listed_names(server, editor, "dropped-") == {"dropped-a.txt", "dropped-c.txt"}

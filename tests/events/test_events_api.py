@@ -6,11 +6,13 @@ import asyncio
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from filesvc.config import Settings
 from tests.conftest import Account
 from tests.files.helpers import uploaded
 from tests.transfers.sse import Event, events_of
+from tests.transfers.waiting import subscribers, until_subscribed
 
 
 @pytest.fixture
@@ -31,10 +33,11 @@ async def read_events(
 
 
 async def test_live_events_of_readable_files(
-    client: httpx.AsyncClient, editor: Account, viewer: Account, admin: Account
+    app: FastAPI, client: httpx.AsyncClient, editor: Account, viewer: Account, admin: Account
 ) -> None:
+    before = subscribers(app)
     watchers = [asyncio.create_task(read_events(client, a)) for a in (editor, viewer, admin)]
-    await asyncio.sleep(0.2)
+    await until_subscribed(app, before + 3)  # all three listening: none can miss an event
     private = await uploaded(client, editor, filename="private.txt")
     shared = await uploaded(
         client, editor, filename="shared.txt", fields={"visibility": "internal"}

@@ -23,6 +23,7 @@ from filesvc.storage.s3 import S3Storage
 from tests.conftest import Account, blob_files, running_app
 from tests.files.helpers import file_ids, http_scope, sha256
 from tests.seaweedfs import s3_client, stored_keys
+from tests.transfers.sse import events_of
 
 MiB = 1024 * 1024
 PART = 5 * MiB  # the tests' part size (conftest.s3_settings)
@@ -109,12 +110,14 @@ async def test_a_failed_upload_part_is_503_and_leaves_nothing(
     events = s3_of(app).calls.client.meta.events
     events.register("before-parameter-build.s3.UploadPart", fail_second_part)
     data = os.urandom(4 * PART)
+    transfer_id = f"s3-fails-{route}"
+    headers = {**editor.headers, "X-Transfer-Id": transfer_id}
 
     if route == "raw":
-        response = await put_raw(client, editor, data)
+        response = await client.put("/api/v1/files/raw/blob.bin", content=data, headers=headers)
     else:
         response = await client.post(
-            "/api/v1/files", files={"file": ("big.bin", data)}, headers=editor.headers
+            "/api/v1/files", files={"file": ("big.bin", data)}, headers=headers
         )
 
     assert failures == [2]
@@ -122,6 +125,13 @@ async def test_a_failed_upload_part_is_503_and_leaves_nothing(
     assert response.json()["code"] == "storage_unavailable"
     assert int(response.headers["retry-after"]) > 0
     assert "s3.example.invalid" not in response.text
+    # Its watchers learn how it ended, in the response's own words.
+    watched = await client.get(f"/api/v1/transfers/{transfer_id}/events", headers=editor.headers)
+    failed = events_of(watched.text)[-1]
+    assert failed.event == "failed"
+    assert failed.data["code"] == "storage_unavailable"
+    assert failed.data["detail"] == response.json()["detail"]
+    assert failed.data["direction"] == "upload"
     assert await file_ids(client, editor) == []
     assert blob_files(settings) == []  # no object, no pending multipart upload
 

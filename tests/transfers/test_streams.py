@@ -4,12 +4,13 @@ and the per-user cap."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 
 import pytest
 from fastapi.sse import KEEPALIVE_COMMENT
 
 from filesvc.transfers.errors import TooManyStreams
-from filesvc.transfers.streams import StreamEvent, StreamLimiter, sse_body
+from filesvc.transfers.streams import PING_SECONDS, StreamEvent, StreamLimiter, sse_body
 
 
 class FakeWatch:
@@ -42,6 +43,12 @@ async def test_events_pings_and_the_end() -> None:
     frames = await collect(watch, lifetime=10, ping=0.01)
     assert frames == [b"retry: 1500\n\n", frame(1).sse, KEEPALIVE_COMMENT, frame(2, True).sse]
     assert frame(1).sse == b'event: progress\ndata: {"n":1}\nid: 1\n\n'
+
+
+def test_idle_streams_are_pinged_every_15_seconds() -> None:
+    # The routes call sse_body without `ping`: its default is what every stream gets.
+    assert PING_SECONDS == 15
+    assert inspect.signature(sse_body).parameters["ping"].default == PING_SECONDS
 
 
 async def test_a_stream_lives_no_longer_than_its_lifetime() -> None:

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import uuid
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from filesvc.config import Settings
 from tests.conftest import ADMIN_PASSWORD, Account, client_for, login, make_account, running_app
 from tests.files.helpers import sha256, upload, uploaded
 from tests.transfers.sse import Event, events_of
+from tests.transfers.waiting import subscribers, until, until_subscribed
 
 MiB = 1024 * 1024
 DATA = b"0123456789abcdef" * 65536  # 1 MiB
@@ -47,9 +50,12 @@ async def test_reserve_a_transfer(client: httpx.AsyncClient, editor: Account) ->
     assert (await client.post("/api/v1/transfers")).status_code == 401
 
 
-async def test_watch_an_upload_while_it_runs(client: httpx.AsyncClient, editor: Account) -> None:
+async def test_watch_an_upload_while_it_runs(
+    app: FastAPI, client: httpx.AsyncClient, editor: Account
+) -> None:
+    before = subscribers(app)
     watcher = asyncio.create_task(watch(client, editor, "up-1"))
-    await asyncio.sleep(0.2)  # subscribed, waiting (pending)
+    await until_subscribed(app, before + 1)  # subscribed, waiting (pending)
     response = await upload(client, editor, DATA, headers={"X-Transfer-Id": "up-1"})
     assert response.status_code == 201
     assert response.headers["x-transfer-id"] == "up-1"
@@ -66,6 +72,17 @@ async def test_watch_an_upload_while_it_runs(client: httpx.AsyncClient, editor: 
     assert progress
     assert progress[-1].data["bytes"] == progress[-1].data["total"]
     assert progress[-1].data["percent"] == 100.0
+    # Each one says how fast it goes and how long is left (no estimate before the first
+    # byte), and nothing is left once every byte is in.
+    for event in progress:
+        assert event.data.keys() >= {"bytes", "total", "percent", "rate", "eta", "state"}
+        if event.data["bytes"] == 0:
+            assert event.data["rate"] == 0, event
+            assert event.data["eta"] is None, event
+        else:
+            assert event.data["rate"] > 0, event
+            assert event.data["eta"] >= 0, event
+    assert progress[-1].data["eta"] == 0
     ids = [int(e.id) for e in events if e.id is not None]
     assert ids == sorted(ids)
     assert len(set(ids)) == len(ids)
@@ -127,6 +144,36 @@ async def test_rejected_uploads_fail(
     assert failed.data["detail"] == response.json()["detail"]
 
 
+async def test_a_chunked_body_over_the_limit_fails_mid_body(
+    client: httpx.AsyncClient, editor: Account
+) -> None:
+    """No Content-Length to refuse up front: the limit is found while the bytes arrive."""
+    sent: list[int] = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(8):  # 8 MiB, well over the 2 MiB limit
+            sent.append(len(DATA))
+            yield DATA
+
+    response = await client.put(
+        "/api/v1/files/raw/chunked.bin?transfer_id=chunked-1",
+        content=chunks(),
+        headers=editor.headers,
+    )
+    assert response.status_code == 413
+    assert "content-length" not in response.request.headers
+    assert response.request.headers["transfer-encoding"] == "chunked"
+    events = events_of((await watch(client, editor, "chunked-1")).text)
+    failed = final(events)
+    assert failed.event == "failed"
+    assert failed.data["code"] == "upload_too_large" == response.json()["code"]
+    assert failed.data["total"] is None
+    # Refused at the chunk that crossed the limit, the rest never read (a late watcher sees
+    # the end only).
+    assert failed.data["bytes"] == 3 * MiB == sum(sent)
+    assert (await client.get("/api/v1/files", headers=editor.headers)).json()["items"] == []
+
+
 async def test_batch_and_replace_are_tracked(client: httpx.AsyncClient, editor: Account) -> None:
     batch = await client.post(
         "/api/v1/files/batch",
@@ -162,6 +209,52 @@ async def test_a_download_is_tracked(client: httpx.AsyncClient, editor: Account)
     assert done.data["bytes"] == done.data["total"] == len(DATA)
 
 
+async def test_share_link_and_archive_downloads_are_tracked(
+    client: httpx.AsyncClient, editor: Account, admin: Account, viewer: Account
+) -> None:
+    file = await uploaded(client, editor, data=DATA)
+    link = await client.post(
+        f"/api/v1/files/{file['id']}/links", json={"expires_in": 600}, headers=editor.headers
+    )
+    assert link.status_code == 201, link.text
+    url = link.json()["url"]
+
+    # Anonymous, through the link: nobody owns the transfer, so only admins may watch it.
+    shared = await client.get(f"{url}?transfer_id=shared-anon")
+    assert shared.status_code == 200
+    assert shared.headers["x-transfer-id"] == "shared-anon"
+    done = final(events_of((await watch(client, admin, "shared-anon")).text))
+    assert done.event == "complete"
+    assert done.data["direction"] == "download"
+    assert done.data["bytes"] == done.data["total"] == len(DATA)
+    for account in (editor, viewer):
+        assert (await watch(client, account, "shared-anon")).status_code == 404
+
+    # Through the link with a token: the caller owns it.
+    mine = await client.get(f"{url}?transfer_id=shared-mine", headers=editor.headers)
+    assert mine.status_code == 200
+    done = final(events_of((await watch(client, editor, "shared-mine")).text))
+    assert done.event == "complete"
+    assert done.data["bytes"] == len(DATA)
+    assert (await watch(client, viewer, "shared-mine")).status_code == 404
+
+    # An archive of two files, watched by its owner and an admin.
+    other = await uploaded(client, editor, data=b"a second file\n", filename="second.txt")
+    archive = await client.get(
+        "/api/v1/archive",
+        params={"id": [file["id"], other["id"]], "transfer_id": "archive-1"},
+        headers=editor.headers,
+    )
+    assert archive.status_code == 200
+    assert archive.headers["x-transfer-id"] == "archive-1"
+    for account in (editor, admin):
+        done = final(events_of((await watch(client, account, "archive-1")).text))
+        assert done.event == "complete"
+        assert done.data["direction"] == "download"
+        assert done.data["bytes"] == done.data["total"] == len(archive.content)
+    assert (await watch(client, viewer, "archive-1")).status_code == 404
+
+
 async def test_transfer_ids(client: httpx.AsyncClient, editor: Account, admin: Account) -> None:
     bad = await upload(client, editor, headers={"X-Transfer-Id": "no spaces"})
     assert bad.status_code == 400
@@ -176,9 +269,12 @@ async def test_transfer_ids(client: httpx.AsyncClient, editor: Account, admin: A
     assert theirs.status_code == 409
 
 
-async def test_open_streams_are_capped(client: httpx.AsyncClient, editor: Account) -> None:
+async def test_open_streams_are_capped(
+    app: FastAPI, client: httpx.AsyncClient, editor: Account
+) -> None:
     waiting = [asyncio.create_task(watch(client, editor, f"cap-{n}")) for n in range(2)]
-    await asyncio.sleep(0.3)
+    streams = app.state.context.streams
+    await until(lambda: streams.open_streams(editor.id) == 2, what="2 open streams")
     refused = await watch(client, editor, "cap-3")
     assert refused.status_code == 429
     assert refused.json()["code"] == "too_many_streams"
@@ -216,11 +312,12 @@ async def test_two_apps_share_transfers_and_events_through_redis(
         admin = await login(first, "admin", ADMIN_PASSWORD)
         headers = {"Authorization": f"Bearer {admin}"}
         assert (await second.get("/readyz")).status_code == 200
+        before = subscribers(two)
         transfer = asyncio.create_task(
             second.get(f"/api/v1/transfers/{transfer_id}/events", headers=headers)
         )
         files = asyncio.create_task(second.get("/api/v1/events", headers=headers))
-        await asyncio.sleep(0.3)
+        await until_subscribed(two, before + 2)  # the transfer's stream and /events
         response = await first.post(
             "/api/v1/files",
             files={"file": ("a.bin", DATA, "application/octet-stream")},

@@ -9,6 +9,8 @@ const $ = (selector) => document.querySelector(selector);
 
 // What the page saw, per upload: read by the browser test, handy in the console too.
 window.filesvcProgress = {};
+// How many uploads run now, and the most that ever ran at once (the queue's bound).
+window.filesvcUploads = { running: 0, mostRunning: 0 };
 
 let token = sessionStorage.getItem(TOKEN_KEY);
 let fileEvents = null;
@@ -163,9 +165,10 @@ function opened(source, timeoutMs) {
   });
 }
 
-async function upload(file) {
-  const view = uploadRow(file);
-  const seen = (window.filesvcProgress[file.name] = { progress: 0, percents: [], state: "pending" });
+// Runs one queued upload: reserve a transfer, open its event stream, send the bytes.
+async function upload(file, view, seen) {
+  seen.state = "pending";
+  view.state("starting");
   const reserved = await (await api("/transfers", { method: "POST" })).json();
   const events = new EventSource(withToken(reserved.events_url));
   const finished = new Promise((resolve) => {
@@ -178,21 +181,13 @@ async function upload(file) {
       view.show(data);
     });
     events.addEventListener("complete", (e) => {
-      const data = JSON.parse(e.data);
       events.close();
-      seen.state = "complete";
-      view.row.classList.add("complete");
-      view.row.querySelector("progress").value = 100;
-      view.state("done");
-      showFile(data.file, true);
+      markComplete(view, seen, JSON.parse(e.data).file);
       resolve();
     });
     events.addEventListener("failed", (e) => {
-      const data = JSON.parse(e.data);
       events.close();
-      seen.state = "failed";
-      view.row.classList.add("failed");
-      view.state(`failed: ${data.detail}`);
+      markFailed(view, seen, JSON.parse(e.data).detail);
       resolve();
     });
   });
@@ -205,13 +200,80 @@ async function upload(file) {
   request.open("POST", `${API}/files`);
   request.setRequestHeader("Authorization", `Bearer ${token}`);
   request.setRequestHeader("X-Transfer-Id", reserved.id);
-  request.onerror = () => { view.state("connection lost"); };
+  const sent = new Promise((resolve) => {
+    request.onload = () => resolve(request.status);
+    request.onerror = () => resolve(0);
+  });
   request.send(body);
-  await finished;
+  const status = await sent;
+  if (await settlesWithin(finished, FINAL_EVENT_GRACE_MS)) return;
+  // The stream's final event never came (lost by the event broker, or the stream broke):
+  // say what the request said, and close the stream so that it frees its connection.
+  events.close();
+  if (status >= 200 && status < 300) {
+    markComplete(view, seen, JSON.parse(request.responseText));
+  } else {
+    markFailed(view, seen, status ? `HTTP ${status}` : "connection lost");
+  }
 }
 
+function markComplete(view, seen, file) {
+  seen.state = "complete";
+  view.row.classList.add("complete");
+  view.row.querySelector("progress").value = 100;
+  view.state("done");
+  showFile(file, true);
+}
+
+function markFailed(view, seen, detail) {
+  seen.state = "failed";
+  view.row.classList.add("failed");
+  view.state(`failed: ${detail}`);
+}
+
+function settlesWithin(promise, timeoutMs) {
+  return Promise.race([
+    promise.then(() => true),
+    new Promise((resolve) => setTimeout(() => resolve(false), timeoutMs)),
+  ]);
+}
+
+// Browsers open at most 6 HTTP/1.1 connections per host. A running upload holds two (its
+// event stream and its request) and /events holds one, so uploads run at most
+// MAX_RUNNING_UPLOADS at a time; the others wait in the queue, their bars saying "queued".
+// Without the queue, 5 event streams would take every connection and the uploads they wait
+// for could never be sent.
+const MAX_RUNNING_UPLOADS = 2;
+// How long a finished request waits for its stream's final event before giving up on it.
+const FINAL_EVENT_GRACE_MS = 10_000;
+const queuedUploads = [];
+let runningUploads = 0;
+
 function uploadAll(files) {
-  for (const file of files) upload(file);
+  for (const file of files) {
+    const view = uploadRow(file);
+    view.state("queued");
+    const seen = { progress: 0, percents: [], state: "queued" };
+    window.filesvcProgress[file.name] = seen;
+    queuedUploads.push({ file, view, seen });
+  }
+  startQueuedUploads();
+}
+
+function startQueuedUploads() {
+  while (runningUploads < MAX_RUNNING_UPLOADS && queuedUploads.length > 0) {
+    const { file, view, seen } = queuedUploads.shift();
+    runningUploads += 1;
+    window.filesvcUploads.running = runningUploads;
+    window.filesvcUploads.mostRunning = Math.max(window.filesvcUploads.mostRunning, runningUploads);
+    upload(file, view, seen)
+      .catch((error) => markFailed(view, seen, error.message))
+      .finally(() => {
+        runningUploads -= 1;
+        window.filesvcUploads.running = runningUploads;
+        startQueuedUploads();
+      });
+  }
 }
 
 // --- wiring -----------------------------------------------------------------------------
