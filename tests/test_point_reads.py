@@ -6,12 +6,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC
+from pathlib import Path
 
 import pytest
 from sqlalchemy import inspect
 
 from filesvc.db import Base, Database
 from filesvc.files.models import File, Visibility
+from filesvc.migrate import upgrade
 from filesvc.users.models import Role, User
 
 
@@ -86,11 +88,18 @@ async def test_a_commit_is_seen_by_the_next_point_read(db: Database) -> None:
     assert await db.point_reads.get(File, file.id) is None
 
 
-async def test_sqlite_reads_that_would_wait_go_through_the_pool(
-    db: Database,
-) -> None:
-    if db.engine.dialect.name != "sqlite":
-        pytest.skip("only SQLite reads on the event loop")
+@pytest.fixture
+async def sqlite_db(tmp_path: Path) -> AsyncIterator[Database]:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'filesvc.db'}"
+    upgrade(url)
+    database = Database(url)
+    yield database
+    await database.dispose()
+
+
+async def test_sqlite_reads_that_would_wait_go_through_the_pool(sqlite_db: Database) -> None:
+    """Only SQLite reads on the event loop."""
+    db = sqlite_db
     file = await stored_file(db)
     path = db.engine.url.database
     assert path is not None
