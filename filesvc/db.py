@@ -134,5 +134,5 @@ class Database:
                 raise
 
     async def dispose(self) -> None:
-        self.point_reads.close()
+        await self.point_reads.aclose()
         await self.engine.dispose()

@@ -9,7 +9,10 @@ statement is compiled once, and a read is
   WAL mode a reader never waits for writers and a primary-key read takes a few
   microseconds, less than one thread hop. It has no busy timeout, so in the rare case
   where it would wait (a WAL being recovered) it goes through the pool instead;
-- on PostgreSQL, one statement on a pooled connection (asyncpg needs no thread).
+- on PostgreSQL, one `fetchrow` on a small asyncpg pool of this reader's own: one round
+  trip, where the engine's pool adds a pre-ping and SQLAlchemy's execution layers. A
+  connection lost there (a restart) sends the read through the engine's pool, which
+  pings and reconnects.
 
 Values pass through the columns' own result processors, so a row read here equals what
 the ORM would load. The object is a transient copy: read it, never add it to a session
@@ -18,10 +21,13 @@ the ORM would load. The object is a transient copy: read it, never add it to a s
 
 from __future__ import annotations
 
+import asyncio
+import json
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+import asyncpg
 from sqlalchemy import bindparam, inspect, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -63,22 +69,122 @@ class _Statement:
         return self.model(**values)
 
 
+Rows = Sequence[Sequence[Any]]
+Params = Sequence[object] | dict[str, object]
+
+
+class _FastReader(Protocol):
+    async def read(self, sql: str, params: Params) -> Rows | None:
+        """The rows, or None when this way cannot answer now (the engine's pool will)."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class _SqliteReader:
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._connection: sqlite3.Connection | None = None
+
+    async def read(self, sql: str, params: Params) -> Rows | None:
+        if self._connection is None:
+            # Autocommit (isolation_level=None): every SELECT sees what is committed when
+            # it starts. check_same_thread=False: only the event loop's thread uses it,
+            # but the loop of a test client may run in another thread than the one that
+            # made it.
+            connection = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+            connection.execute("PRAGMA query_only=ON")
+            connection.execute("PRAGMA busy_timeout=0")
+            self._connection = connection
+        try:
+            # fetchall steps the statement to its end, which ends its read transaction:
+            # an open one would pin an old snapshot and hold back checkpoints.
+            return self._connection.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                return None  # reading now would mean waiting
+            raise
+
+    async def aclose(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+
+# Point reads take one round trip each, so a few connections serve thousands a second.
+POSTGRESQL_CONNECTIONS = 4
+# SQLAlchemy's own connect arguments, not asyncpg's.
+_SQLALCHEMY_ONLY = {"prepared_statement_cache_size", "prepared_statement_name_func"}
+
+
+async def _decode_json(connection: asyncpg.Connection) -> None:
+    # As SQLAlchemy's asyncpg dialect does on its connections: JSON columns as objects.
+    await connection.set_type_codec(
+        "json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+    )
+
+
+async def _keep_as_is(connection: asyncpg.Connection) -> None:
+    """Nothing to reset: point reads leave no session state (asyncpg would otherwise send
+    RESET ALL and more on every release, a second round trip)."""
+
+
+class _PostgresqlReader:
+    def __init__(self, engine: AsyncEngine) -> None:
+        args, kwargs = engine.dialect.create_connect_args(engine.url)
+        self._connect = (args, {k: v for k, v in kwargs.items() if k not in _SQLALCHEMY_ONLY})
+        self._pool: asyncpg.Pool | None = None
+        self._opening: asyncio.Lock | None = None
+
+    async def _open(self) -> asyncpg.Pool:
+        if self._opening is None:
+            self._opening = asyncio.Lock()
+        async with self._opening:
+            if self._pool is None:
+                args, kwargs = self._connect
+                self._pool = await asyncpg.create_pool(
+                    *args,
+                    min_size=0,
+                    max_size=POSTGRESQL_CONNECTIONS,
+                    init=_decode_json,
+                    reset=_keep_as_is,
+                    **kwargs,
+                )
+            return self._pool
+
+    async def read(self, sql: str, params: Params) -> Rows | None:
+        pool = self._pool or await self._open()
+        assert isinstance(params, Sequence)
+        try:
+            row = await pool.fetchrow(sql, *params)
+        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
+            return None  # the pool drops the broken connection; this read takes the engine's
+        return [] if row is None else [row]
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+
 class PointReads:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._statements: dict[type[DeclarativeBase], _Statement] = {}
         url = engine.url
-        self._sqlite_path = url.database if url.get_backend_name() == "sqlite" else None
-        self._sqlite: sqlite3.Connection | None = None
+        backend = url.get_backend_name()
+        self._fast: _FastReader | None = None
+        if backend == "sqlite" and url.database:
+            self._fast = _SqliteReader(url.database)
+        elif backend == "postgresql" and url.get_driver_name() == "asyncpg":
+            self._fast = _PostgresqlReader(engine)
 
     async def get(self, model: type[ModelT], pk: object) -> ModelT | None:
         statement = self._statements.get(model)
         if statement is None:
             statement = self._statements[model] = _Statement(model, self._engine.dialect)
         params = statement.params(pk)
-        rows: Sequence[Sequence[Any]] | None = None
-        if self._sqlite_path is not None:
-            rows = self._read_sqlite_now(statement.sql, params)
+        rows = None if self._fast is None else await self._fast.read(statement.sql, params)
         if rows is None:
             async with self._engine.connect() as connection:
                 result = await connection.exec_driver_sql(statement.sql, params)
@@ -89,32 +195,6 @@ class PointReads:
         assert isinstance(obj, model)
         return obj
 
-    def _read_sqlite_now(
-        self, sql: str, params: Sequence[object] | dict[str, object]
-    ) -> list[Any] | None:
-        """The rows, or None when reading now would mean waiting."""
-        if self._sqlite is None:
-            assert self._sqlite_path is not None
-            # Autocommit (isolation_level=None): every SELECT sees what is committed when
-            # it starts. check_same_thread=False: only the event loop's thread uses it,
-            # but the loop of a test client may run in another thread than the one that
-            # made it.
-            connection = sqlite3.connect(
-                self._sqlite_path, isolation_level=None, check_same_thread=False
-            )
-            connection.execute("PRAGMA query_only=ON")
-            connection.execute("PRAGMA busy_timeout=0")
-            self._sqlite = connection
-        try:
-            # fetchall steps the statement to its end, which ends its read transaction:
-            # an open one would pin an old snapshot and hold back checkpoints.
-            return self._sqlite.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-                return None
-            raise
-
-    def close(self) -> None:
-        if self._sqlite is not None:
-            self._sqlite.close()
-            self._sqlite = None
+    async def aclose(self) -> None:
+        if self._fast is not None:
+            await self._fast.aclose()

@@ -1,9 +1,11 @@
-"""Point reads return what the ORM loads, see every commit at once, and on SQLite step
-aside instead of waiting for a lock."""
+"""Point reads return what the ORM loads, see every commit at once, and go through the
+engine's pool when their own way can't answer: a SQLite read that would wait for a lock, a
+PostgreSQL connection that was lost."""
 
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC
 from pathlib import Path
@@ -26,7 +28,12 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 
 async def stored_file(db: Database) -> File:
     async with db.session() as session:
-        owner = User(username="owner", password_hash="x", role=Role.editor, disabled=True)
+        owner = User(
+            username=f"owner-{uuid.uuid4().hex[:8]}",
+            password_hash="x",
+            role=Role.editor,
+            disabled=True,
+        )
         session.add(owner)
         await session.flush()
         file = File(
@@ -37,7 +44,7 @@ async def stored_file(db: Database) -> File:
             visibility=Visibility.internal,
             owner_id=owner.id,
             meta={"tags": ["x", 1], "nested": {"k": None}},
-            storage_key="key-a",
+            storage_key=uuid.uuid4().hex,
         )
         session.add(file)
     return file
@@ -111,12 +118,41 @@ async def test_sqlite_reads_that_would_wait_go_through_the_pool(sqlite_db: Datab
         locker.execute("PRAGMA locking_mode=EXCLUSIVE")
         locker.execute("BEGIN EXCLUSIVE")
         locker.execute("UPDATE files SET name = 'b.txt'")
-        reads = db.point_reads
-        statement_sql = "SELECT id FROM files WHERE id = ?"
-        assert reads._read_sqlite_now(statement_sql, (file.id,)) is None  # busy: not now
+        fast = db.point_reads._fast
+        assert fast is not None
+        busy = await fast.read("SELECT id FROM files WHERE id = ?", (file.id,))
+        assert busy is None  # not now: the engine's pool (which waits) takes it
     finally:
         locker.rollback()
         locker.close()
     read = await db.point_reads.get(File, file.id)
     assert read is not None
     assert read.name == "a.txt"
+
+
+@pytest.fixture
+async def postgresql_db(postgres_database: str) -> AsyncIterator[Database]:
+    database = Database(postgres_database)
+    yield database
+    await database.dispose()
+
+
+async def test_a_lost_postgresql_connection_does_not_fail_a_read(
+    postgresql_db: Database,
+) -> None:
+    """Only PostgreSQL point reads have a pool of their own."""
+    db = postgresql_db
+    file = await stored_file(db)
+    assert await db.point_reads.get(File, file.id) is not None  # its pool has a connection
+    async with db.engine.connect() as connection:
+        # What a server restart does to every idle connection of the reader's pool.
+        await connection.exec_driver_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND state = 'idle' AND query LIKE 'SELECT%files%'"
+        )
+    read = await db.point_reads.get(File, file.id)
+    assert read is not None
+    assert read.id == file.id
+    again = await db.point_reads.get(File, file.id)  # on a new connection of its own
+    assert again is not None
