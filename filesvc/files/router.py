@@ -10,7 +10,15 @@ from starlette.convertors import Convertor, register_url_convertor
 
 from filesvc.auth.dependencies import CurrentUser, EditorUser
 from filesvc.config import Settings
-from filesvc.deps import ContextDep, FeedDep, FileInsertsDep, SessionDep, SettingsDep, StorageDep
+from filesvc.deps import (
+    AppContext,
+    ContextDep,
+    FeedDep,
+    FileInsertsDep,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+)
 from filesvc.errors import error_responses
 from filesvc.events.feed import DELETED, UPDATED, FileFeed
 from filesvc.files import service
@@ -79,11 +87,22 @@ VisibilityQuery = Annotated[
 ]
 
 
-async def _limits_then_release(
-    session: SessionDep, settings: Settings, owner_id: str, replacing: int = 0
+async def _new_upload_limits(context: AppContext, owner_id: str) -> UploadLimits:
+    """A new upload's limits for this owner. The quota's sum is read in a short session of
+    its own, closed before the body arrives (it may take minutes); without a quota, no
+    session at all."""
+    used = 0
+    if context.settings.user_quota_bytes:
+        async with context.db.session() as session:
+            used = await service.used_bytes(session, owner_id)
+    return UploadLimits.for_owner(context.settings, used)
+
+
+async def _replacement_limits_then_release(
+    session: SessionDep, settings: Settings, owner_id: str, replacing: int
 ) -> UploadLimits:
-    """The upload's limits for this owner; then end the auth lookup's transaction, so a
-    body that may take minutes holds no pooled connection (the insert takes a fresh one)."""
+    """A replacement's limits for the file's owner; then end the transaction that loaded
+    the file, so a body that may take minutes holds no pooled connection."""
     used = await service.used_bytes(session, owner_id) if settings.user_quota_bytes else 0
     await session.commit()
     return UploadLimits.for_owner(settings, used - replacing)
@@ -157,14 +176,14 @@ async def upload_file(
     response: Response,
     user: EditorUser,
     transfer: UploadTracker,
-    session: SessionDep,
+    context: ContextDep,
     storage: StorageDep,
     settings: SettingsDep,
     feed: FeedDep,
     inserts: FileInsertsDep,
     visibility: VisibilityQuery = None,
 ) -> FileRead:
-    limits = await _limits_then_release(session, settings, user.id)
+    limits = await _new_upload_limits(context, user.id)
     form = await receive_form(request, storage, limits, transfer, max_files=1)
     [file] = await _save_form(inserts, storage, feed, user, form, limits, visibility)
     response.headers["Location"] = settings.absolute_url(file_url(file.id))
@@ -182,14 +201,14 @@ async def upload_files(
     request: Request,
     user: EditorUser,
     transfer: UploadTracker,
-    session: SessionDep,
+    context: ContextDep,
     storage: StorageDep,
     settings: SettingsDep,
     feed: FeedDep,
     inserts: FileInsertsDep,
     visibility: VisibilityQuery = None,
 ) -> FileBatch:
-    limits = await _limits_then_release(session, settings, user.id)
+    limits = await _new_upload_limits(context, user.id)
     max_files = settings.max_batch_files
     form = await receive_form(request, storage, limits, transfer, max_files=max_files)
     files = await _save_form(inserts, storage, feed, user, form, limits, visibility)
@@ -211,14 +230,14 @@ async def upload_raw_file(
     response: Response,
     user: EditorUser,
     transfer: UploadTracker,
-    session: SessionDep,
+    context: ContextDep,
     storage: StorageDep,
     settings: SettingsDep,
     feed: FeedDep,
     inserts: FileInsertsDep,
     visibility: VisibilityQuery = None,
 ) -> FileRead:
-    limits = await _limits_then_release(session, settings, user.id)
+    limits = await _new_upload_limits(context, user.id)
     blob = await receive_raw(request, storage, limits, name, transfer)
     async with _discard_on_failure(storage, [blob]):
         [file], events = await inserts.run(
@@ -247,7 +266,7 @@ async def replace_file_content(
     settings: SettingsDep,
     feed: FeedDep,
 ) -> FileRead:
-    limits = await _limits_then_release(session, settings, file.owner_id, replacing=file.size)
+    limits = await _replacement_limits_then_release(session, settings, file.owner_id, file.size)
     blob = await receive_raw(request, storage, limits, file.name, transfer)
     async with _discard_on_failure(storage, [blob]):
         old_key = service.replace_content(file, blob)
@@ -329,7 +348,7 @@ async def download_file(
         bool, Query(description="S3 backend: 307 to a short-lived presigned URL of the store")
     ] = False,
 ) -> Response:
-    # SessionDep is function-scoped: its connection is back in the pool before the bytes flow.
+    # No database connection is held while the bytes flow: the row came by a point read.
     return await file_response(
         context.storage, context.small_blobs, file, request, disposition, redirect=redirect
     )
