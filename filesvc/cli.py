@@ -88,7 +88,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         load_or_create_secret_key(settings.data_dir)  # before workers race to create it
     with _metrics_dir(args.workers):
         uvicorn.run(
-            "filesvc.main:create_app",
+            "filesvc.server.factory:create_served_app",
             factory=True,
             host=args.host,
             port=args.port,
