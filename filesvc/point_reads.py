@@ -34,6 +34,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import DeclarativeBase
 
 ModelT = TypeVar("ModelT", bound=DeclarativeBase)
+Rows = Sequence[Sequence[Any]]
+Params = Sequence[object] | dict[str, object]
 
 
 class _Statement:
@@ -58,7 +60,7 @@ class _Statement:
             for column in table.columns
         ]
 
-    def params(self, pk: object) -> Sequence[object] | dict[str, object]:
+    def params(self, pk: object) -> Params:
         return (pk,) if self.positional else {"pk": pk}
 
     def build(self, row: Sequence[Any]) -> DeclarativeBase:
@@ -67,10 +69,6 @@ class _Statement:
             for (name, convert), value in zip(self.fields, row, strict=True)
         }
         return self.model(**values)
-
-
-Rows = Sequence[Sequence[Any]]
-Params = Sequence[object] | dict[str, object]
 
 
 class _FastReader(Protocol):

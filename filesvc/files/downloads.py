@@ -3,7 +3,8 @@
 Local files up to a MiB are read in one thread hop and sent as one body; larger ones, and
 ranges, go out as FileResponse. Other backends (S3) stream the object's body, with a
 single range passed through to the store; `HEAD` and conditional requests are answered
-from the row without touching the store; `redirect` answers 307 to a presigned URL.
+from the row without touching the store; `redirect` answers 307 to a presigned URL. Whole
+small files, once read, are answered from memory (blob_cache.py).
 """
 
 from __future__ import annotations
