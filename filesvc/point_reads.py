@@ -111,6 +111,15 @@ class _SqliteReader:
 
 # Point reads take one round trip each, so a few connections serve thousands a second.
 POSTGRESQL_CONNECTIONS = 4
+# How a lost connection shows in asyncpg: the socket, the protocol's state, or the server
+# saying it goes away (administrator shutdown, crash, cancelled).
+_CONNECTION_LOST = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
 # SQLAlchemy's own connect arguments, not asyncpg's.
 _SQLALCHEMY_ONLY = {"prepared_statement_cache_size", "prepared_statement_name_func"}
 
@@ -155,8 +164,11 @@ class _PostgresqlReader:
         assert isinstance(params, Sequence)
         try:
             row = await pool.fetchrow(sql, *params)
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
-            return None  # the pool drops the broken connection; this read takes the engine's
+        except _CONNECTION_LOST:
+            # A restart ends every connection: replace them all from now on. This read
+            # takes the engine's pool, which pings before it lends.
+            await pool.expire_connections()
+            return None
         return [] if row is None else [row]
 
     async def aclose(self) -> None:
