@@ -81,10 +81,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
     # fsyncs the WAL at every commit: with NORMAL, the last commits before a power loss or
     # an OS crash roll back, and a 201 promises a durable row (uploads share that cost
     # through group_commit.py).
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    # WAL is kept in the file (`filesvc migrate` sets it): switch only a file that is not
+    # in WAL yet, since a switch takes an exclusive lock.
+    cursor.execute("PRAGMA journal_mode")
+    if cursor.fetchone()[0] != "wal":
+        cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 from alembic.autogenerate import compare_metadata
@@ -41,3 +43,14 @@ async def test_downgrade_then_upgrade_again(database_url: str) -> None:
     upgrade(database_url)
     assert {"users", "files"} <= await _inspect(database_url, _tables)
     assert await _inspect(database_url, _diff) == []
+
+
+def test_a_new_sqlite_database_is_migrated_into_wal_mode(tmp_path: Path) -> None:
+    """So the workers of `serve --workers N`, which start together, never switch modes."""
+    path = tmp_path / "fresh.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    connection = sqlite3.connect(path)
+    try:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        connection.close()

@@ -30,6 +30,11 @@ async def _run_async(url: str) -> None:
     engine = create_async_engine(url)
     try:
         async with engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                # WAL is kept in the file. Set here, before `serve` starts its workers, so
+                # none of them switches modes while another has the file open: the switch
+                # needs an exclusive lock, and SQLite refuses one of two at once (no wait).
+                await connection.exec_driver_sql("PRAGMA journal_mode=WAL")
             await connection.run_sync(_run)
             await connection.commit()
     finally:
