@@ -12,7 +12,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import iter_route_contexts
 from prometheus_client import multiprocess
+from starlette.routing import BaseRoute
 
 from filesvc import health
 from filesvc.allocator import return_big_buffers_to_the_os
@@ -27,6 +29,7 @@ from filesvc.errors import install_error_handlers
 from filesvc.events.feed import FileFeed
 from filesvc.events.router import router as events_router
 from filesvc.files.blob_cache import SmallBlobCache
+from filesvc.files.hot_reads import HotReads
 from filesvc.files.inserts import file_inserts
 from filesvc.files.router import router as files_router
 from filesvc.middleware import RequestContextMiddleware
@@ -197,6 +200,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await db.dispose()
 
 
+def _route(app: FastAPI, template: str, method: str) -> BaseRoute:
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if context.path_format == template and method in getattr(route, "methods", ()):
+            return route
+    raise LookupError(f"no {method} {template} route")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     app = FastAPI(
@@ -228,6 +239,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics.route_templates = route_templates(app.routes)
     install_openapi(app)
 
+    app.add_middleware(
+        HotReads,
+        metadata_route=_route(app, "/api/v1/files/{file_id}", "GET"),
+        content_route=_route(app, "/api/v1/files/{file_id}/content", "GET"),
+    )
     if settings.cors_origins:
         # Bearer tokens, not cookies: credentials stay off, so even `*` never pairs with them.
         app.add_middleware(

@@ -1,0 +1,192 @@
+"""The hot reads (files/hot_reads.py): metadata and small downloads answered before the
+router, exactly as the routes answer them; everything else still reaches the routes. Both
+stacks (local disk, S3)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from starlette.middleware import Middleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from filesvc.config import Settings
+from filesvc.files.hot_reads import HotReads
+from filesvc.main import create_app
+from tests.conftest import Account, client_for
+from tests.files.helpers import uploaded
+
+SMALL = os.urandom(4096)
+# Headers that differ between any two answers.
+PER_ANSWER = {"date", "x-request-id", "x-process-time"}
+
+
+class RouterLog:
+    """Records each request that got past the hot reads to the router."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+    def middleware(self) -> Middleware:
+        log = self
+
+        class Recorder:
+            def __init__(self, app: ASGIApp) -> None:
+                self.app = app
+
+            async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+                if scope["type"] == "http":
+                    log.paths.append(scope["path"])
+                await self.app(scope, receive, send)
+
+        return Middleware(Recorder)
+
+
+@pytest.fixture
+def routed(app: FastAPI) -> RouterLog:
+    # Innermost (the last of user_middleware): between the hot reads and the router. Set
+    # before the first request, which builds the middleware stack.
+    assert app.middleware_stack is None
+    log = RouterLog()
+    app.user_middleware.append(log.middleware())
+    return log
+
+
+async def test_small_reads_are_answered_before_the_router(
+    routed: RouterLog, client: httpx.AsyncClient, editor: Account
+) -> None:
+    file = await uploaded(client, editor, data=SMALL, filename="avatar.png")
+    url = f"/api/v1/files/{file['id']}"
+    routed.paths.clear()
+
+    meta = await client.get(url, headers=editor.headers)
+    assert meta.status_code == 200
+    assert meta.json() == file
+    first = await client.get(f"{url}/content", headers=editor.headers)
+    assert first.status_code == 200
+    assert first.content == SMALL
+    inline = await client.get(f"{url}/content?disposition=inline", headers=editor.headers)
+    assert inline.headers["content-disposition"].startswith("inline")
+    by_query = await client.get(f"{url}/content?access_token={editor.token}")
+    assert by_query.content == SMALL
+    head = await client.head(f"{url}/content", headers=editor.headers)
+    assert head.status_code == 200
+    assert head.headers["content-length"] == str(len(SMALL))
+    revalidated = await client.get(
+        f"{url}/content", headers={**editor.headers, "if-none-match": first.headers["etag"]}
+    )
+    assert revalidated.status_code == 304
+    assert routed.paths == []
+
+    # What only the routes answer: their answers are unchanged.
+    ranged = await client.get(f"{url}/content", headers={**editor.headers, "range": "bytes=0-9"})
+    assert ranged.status_code == 206
+    assert ranged.content == SMALL[:10]
+    tracked = await client.get(
+        f"{url}/content", headers={**editor.headers, "x-transfer-id": "hot-reads-1"}
+    )
+    assert tracked.status_code == 200
+    assert tracked.headers["x-transfer-id"] == "hot-reads-1"
+    assert (await client.get(f"{url}/content?redirect=false", headers=editor.headers)).content == (
+        SMALL
+    )
+    assert (
+        await client.get(f"{url}/content?disposition=x", headers=editor.headers)
+    ).status_code == (422)
+    assert routed.paths == [f"{url}/content"] * 4
+
+
+async def test_refusals_and_unknown_ids_reach_the_router(
+    routed: RouterLog, client: httpx.AsyncClient, editor: Account, viewer: Account
+) -> None:
+    file = await uploaded(client, editor, data=SMALL)
+    url = f"/api/v1/files/{file['id']}"
+    routed.paths.clear()
+
+    hidden = await client.get(f"{url}/content", headers=viewer.headers)
+    assert hidden.status_code == 404
+    assert hidden.json()["code"] == "file_not_found"
+    anonymous = await client.get(url)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"] == "Bearer"
+    bad_token = await client.get(url, headers={"Authorization": "Bearer not-a-token"})
+    assert bad_token.status_code == 401
+    unknown = await client.get("/api/v1/files/no-such-id/content", headers=editor.headers)
+    assert unknown.status_code == 404
+    posted = await client.post(f"{url}/content", headers=editor.headers)
+    assert posted.status_code == 405
+    assert len(routed.paths) == 5
+
+
+async def test_larger_files_stream_through_the_route(
+    app: FastAPI, routed: RouterLog, client: httpx.AsyncClient, editor: Account
+) -> None:
+    big = os.urandom(app.state.settings.small_file_cache_max_file_bytes + 1)
+    file = await uploaded(client, editor, data=big)
+    routed.paths.clear()
+    response = await client.get(f"/api/v1/files/{file['id']}/content", headers=editor.headers)
+    assert response.content == big
+    assert routed.paths == [f"/api/v1/files/{file['id']}/content"]
+
+
+async def test_hot_reads_are_logged_under_their_route(
+    client: httpx.AsyncClient, editor: Account, caplog: pytest.LogCaptureFixture
+) -> None:
+    file = await uploaded(client, editor, data=SMALL)
+    with caplog.at_level(logging.INFO, logger="filesvc.access"):
+        await client.get(f"/api/v1/files/{file['id']}", headers=editor.headers)
+        await client.get(f"/api/v1/files/{file['id']}/content", headers=editor.headers)
+    routes = [r.route for r in caplog.records if r.name == "filesvc.access"]  # type: ignore[attr-defined]
+    assert routes == ["/api/v1/files/{file_id}", "/api/v1/files/{file_id}/content"]
+
+
+@pytest.fixture
+async def routes_only(settings: Settings, app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The same service (database, storage, key) without the hot reads: only routes."""
+    plain = create_app(settings)
+    kept = [m for m in plain.user_middleware if m.cls is not HotReads]  # type: ignore[comparison-overlap]
+    assert len(kept) == len(plain.user_middleware) - 1
+    plain.user_middleware = kept
+    async with plain.router.lifespan_context(plain), client_for(plain) as client:
+        yield client
+
+
+async def test_hot_reads_answer_byte_for_byte_as_the_routes(
+    client: httpx.AsyncClient,
+    routes_only: httpx.AsyncClient,
+    editor: Account,
+    viewer: Account,
+) -> None:
+    mine = await uploaded(
+        client, editor, data=SMALL, filename="photo.jpg", content_type="image/jpeg"
+    )
+    public = await uploaded(
+        client, editor, data=b"<svg/>", filename="a.svg", fields={"visibility": "public"}
+    )
+    etag = f'"{mine["sha256"]}"'
+    requests = [
+        ("GET", f"/api/v1/files/{mine['id']}", editor.headers),
+        ("GET", f"/api/v1/files/{public['id']}", {}),
+        ("GET", f"/api/v1/files/{public['id']}", viewer.headers),
+        ("GET", f"/api/v1/files/{mine['id']}/content", editor.headers),
+        ("HEAD", f"/api/v1/files/{mine['id']}/content", editor.headers),
+        ("GET", f"/api/v1/files/{mine['id']}/content?disposition=inline", editor.headers),
+        ("GET", f"/api/v1/files/{mine['id']}/content?access_token={editor.token}&v=2", {}),
+        ("GET", f"/api/v1/files/{mine['id']}/content", {**editor.headers, "if-none-match": etag}),
+        ("GET", f"/api/v1/files/{public['id']}/content?disposition=inline", {}),
+    ]
+    for method, url, headers in requests:
+        for _ in range(2):  # the second time from the small-file cache
+            hot = await client.request(method, url, headers=headers)
+            routed = await routes_only.request(method, url, headers=headers)
+            assert hot.status_code == routed.status_code, (method, url)
+            assert _comparable(hot.headers) == _comparable(routed.headers), (method, url)
+            assert hot.content == routed.content, (method, url)
+
+
+def _comparable(headers: httpx.Headers) -> list[tuple[str, str]]:
+    return sorted((k, v) for k, v in headers.multi_items() if k not in PER_ANSWER)
