@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import iter_route_contexts
 from prometheus_client import multiprocess
@@ -63,6 +63,7 @@ from filesvc.web.router import install_web
 
 logger = logging.getLogger(__name__)
 
+API_PREFIX = "/api/v1"
 CORS_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 # What a browser upload or ranged download sends beyond the CORS-safelisted headers.
 CORS_REQUEST_HEADERS = [
@@ -223,16 +224,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_storage_error_handlers(app)
     install_transfer_error_handlers(app)
 
-    api = APIRouter(prefix="/api/v1")
-    api.include_router(auth_router)
-    api.include_router(users_router)
-    api.include_router(files_router)
-    api.include_router(sharing_router)
-    api.include_router(archive_router)
-    api.include_router(transfers_router)
-    api.include_router(events_router)
-    api.include_router(tus_router)
-    app.include_router(api)
+    # Each straight onto the app: every level of included routers is matched again on
+    # every request (FastAPI 0.165), so one level, not two.
+    for router in (
+        auth_router,
+        users_router,
+        files_router,
+        sharing_router,
+        archive_router,
+        transfers_router,
+        events_router,
+        tus_router,
+    ):
+        app.include_router(router, prefix=API_PREFIX)
     app.include_router(health.router)
     app.include_router(metrics_router.router)
     install_web(app)
