@@ -13,12 +13,12 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from filesvc.db import Database
+from filesvc.db import Database, utcnow
 from filesvc.events.models import FileEvent
 from filesvc.files.access import can_read
 from filesvc.files.models import File, Visibility
@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 CHANNEL = "files"
 REPLAY_BATCH = 500
 CREATED, UPDATED, DELETED = "file.created", "file.updated", "file.deleted"
+_EVENTS = cast(Table, FileEvent.__table__)
+_EVENT_COLUMNS = ("kind", "file_id", "owner_id", "visibility", "data", "created_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,9 +74,17 @@ class FileFeed:
     async def record(
         self, session: AsyncSession, kind: str, files: Iterable[File]
     ) -> list[FileEvent]:
-        """Add one event per file to the session (flushed, so each has its id) and trim
-        the window; the caller commits, then publishes."""
-        await session.flush()  # ids and time stamps of new files
+        """Flush the session (the files' changes, ids and time stamps), then `insert`."""
+        await session.flush()
+        return await self.insert(session, kind, files)
+
+    async def insert(
+        self, session: AsyncSession, kind: str, files: Iterable[File]
+    ) -> list[FileEvent]:
+        """Insert one event per file, in order, each with its id, in one statement, and
+        trim the window; the files' rows must be written already. The caller commits,
+        then publishes."""
+        now = utcnow()
         events = [
             FileEvent(
                 kind=kind,
@@ -82,14 +92,18 @@ class FileFeed:
                 owner_id=file.owner_id,
                 visibility=file.visibility.value,
                 data=_data(kind, file),
+                created_at=now,
             )
             for file in files
         ]
-        session.add_all(events)
-        await session.flush()
-        if events:
-            oldest_kept = events[-1].id - self._window
-            await session.execute(delete(FileEvent).where(FileEvent.id <= oldest_kept))
+        if not events:
+            return events
+        rows = [{column: getattr(event, column) for column in _EVENT_COLUMNS} for event in events]
+        for event, event_id in zip(events, await _inserted_ids(session, rows), strict=True):
+            event.id = event_id
+        oldest_kept = events[-1].id - self._window
+        if oldest_kept > 0:  # else the table cannot hold more than the window yet
+            await session.execute(delete(_EVENTS).where(_EVENTS.c.id <= oldest_kept))
         return events
 
     async def publish(self, events: Iterable[FileEvent]) -> None:
@@ -159,6 +173,18 @@ class FileWatch:
 @functools.lru_cache(maxsize=256)
 def _frame(event_id: int, kind: str, data_json: str) -> StreamEvent:
     return StreamEvent.of(str(event_id), kind, data_json, final=False)
+
+
+async def _inserted_ids(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
+    """The ids of rows inserted in one statement, in the order of `rows`."""
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLAlchemy runs an ordered RETURNING on SQLite one row per statement; one
+        # statement numbers its rows in the order of its VALUES (the next rowid each, under
+        # the one write lock), so the ids in ascending order are the rows' ids in order.
+        result = await session.execute(insert(_EVENTS).returning(_EVENTS.c.id), rows)
+        return sorted(result.scalars())
+    ordered = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
+    return list((await session.execute(ordered, rows)).scalars())
 
 
 def _data(kind: str, file: File) -> dict[str, Any]:
