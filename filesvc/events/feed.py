@@ -1,6 +1,8 @@
 """File events: recorded in the same transaction as the change, published once committed.
 
-The table is the replay window (the newest `events_replay_window` rows); the broker
+The table holds the replay window (the events of the newest `events_replay_window` ids,
+all a replay reads) and at most TRIM_BATCH older ones, deleted in one statement once that
+many have left the window rather than one by one in every transaction; the broker
 carries the live events to every instance. A live event goes out after its commit, so a
 reader never sees a change it could not then load.
 """
@@ -15,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import ScalarSelect, Table, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from filesvc.db import Database, utcnow
@@ -31,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "files"
 REPLAY_BATCH = 500
+TRIM_BATCH = 256
 CREATED, UPDATED, DELETED = "file.created", "file.updated", "file.deleted"
 _EVENTS = cast(Table, FileEvent.__table__)
 _EVENT_COLUMNS = ("kind", "file_id", "owner_id", "visibility", "data", "created_at")
@@ -70,6 +73,8 @@ class FileFeed:
         self._broker = broker
         self._db = db
         self._window = window
+        # Events up to this id are deleted, as far as this process knows.
+        self._trimmed_through = 0
 
     async def record(
         self, session: AsyncSession, kind: str, files: Iterable[File]
@@ -101,9 +106,11 @@ class FileFeed:
         rows = [{column: getattr(event, column) for column in _EVENT_COLUMNS} for event in events]
         for event, event_id in zip(events, await _inserted_ids(session, rows), strict=True):
             event.id = event_id
-        oldest_kept = events[-1].id - self._window
-        if oldest_kept > 0:  # else the table cannot hold more than the window yet
-            await session.execute(delete(_EVENTS).where(_EVENTS.c.id <= oldest_kept))
+        outside = events[-1].id - self._window  # the newest id outside the window
+        if outside - self._trimmed_through >= TRIM_BATCH:
+            await session.execute(delete(_EVENTS).where(_EVENTS.c.id <= outside))
+            # If this transaction rolls back, the next trim takes these rows with its own.
+            self._trimmed_through = outside
         return events
 
     async def publish(self, events: Iterable[FileEvent]) -> None:
@@ -119,7 +126,7 @@ class FileFeed:
         async with self._db.session() as session:
             rows = await session.scalars(
                 select(FileEvent)
-                .where(FileEvent.id > after_id)
+                .where(FileEvent.id > after_id, FileEvent.id > _newest_id() - self._window)
                 .order_by(FileEvent.id)
                 .limit(REPLAY_BATCH)
             )
@@ -185,6 +192,10 @@ async def _inserted_ids(session: AsyncSession, rows: list[dict[str, Any]]) -> li
         return sorted(result.scalars())
     ordered = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
     return list((await session.execute(ordered, rows)).scalars())
+
+
+def _newest_id() -> ScalarSelect[int]:
+    return select(func.max(_EVENTS.c.id)).scalar_subquery()
 
 
 def _data(kind: str, file: File) -> dict[str, Any]:
