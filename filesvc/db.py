@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -20,6 +19,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import String, TypeDecorator
 
+from filesvc.ids import uuid4
 from filesvc.point_reads import PointReads
 
 # Explicit names so migrations are stable across SQLite and PostgreSQL.
@@ -37,7 +37,7 @@ def utcnow() -> datetime:
 
 
 def new_id() -> str:
-    return str(uuid.uuid4())
+    return str(uuid4())
 
 
 class UTCDateTime(TypeDecorator[datetime]):

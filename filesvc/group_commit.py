@@ -102,31 +102,34 @@ class GroupCommit(Generic[ItemT, ResultT]):
             await self._commit_alone(group[0])
             return
         try:
-            results = await self._transaction([pending.item for pending in group])
+            await self._transaction([pending.item for pending in group], self._answer(group))
         except _WriteFailed:
             for pending in group:
                 await self._commit_alone(pending)
-            return
         except Exception as exc:
-            for pending in group:
-                pending.future.set_exception(exc)
-            return
-        self.groups_committed += 1
-        for pending, result in zip(group, results, strict=True):
-            pending.future.set_result(result)
+            _fail(group, exc)
 
     async def _commit_alone(self, pending: _Pending[ItemT, ResultT]) -> None:
         try:
-            [result] = await self._transaction([pending.item])
+            await self._transaction([pending.item], self._answer([pending]))
         except _WriteFailed as exc:
             cause = exc.__cause__
-            pending.future.set_exception(cause if cause is not None else exc)
+            _fail([pending], cause if isinstance(cause, Exception) else exc)
         except Exception as exc:
-            pending.future.set_exception(exc)
-        else:
-            pending.future.set_result(result)
+            _fail([pending], exc)
 
-    async def _transaction(self, items: list[ItemT]) -> list[ResultT]:
+    def _answer(self, group: list[_Pending[ItemT, ResultT]]) -> Callable[[list[ResultT]], None]:
+        def committed(results: list[ResultT]) -> None:
+            if len(group) > 1:
+                self.groups_committed += 1
+            for pending, result in zip(group, results, strict=True):
+                pending.future.set_result(result)
+
+        return committed
+
+    async def _transaction(
+        self, items: list[ItemT], committed: Callable[[list[ResultT]], None]
+    ) -> None:
         async with self._sessionmaker() as session:
             try:
                 try:
@@ -138,4 +141,12 @@ class GroupCommit(Generic[ItemT, ResultT]):
                 with contextlib.suppress(Exception):
                     await session.rollback()
                 raise
-            return results
+            # Answered as soon as committed: the connection's return to the pool (a
+            # rollback, one more round trip on SQLite) is not the callers' to wait for.
+            committed(results)
+
+
+def _fail(group: list[_Pending[ItemT, ResultT]], exc: Exception) -> None:
+    for pending in group:
+        if not pending.future.done():  # an answered item's rows are committed
+            pending.future.set_exception(exc)

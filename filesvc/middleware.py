@@ -6,12 +6,12 @@ import asyncio
 import logging
 import re
 import time
-import uuid
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from filesvc.errors import BodyTimeout
+from filesvc.ids import uuid4
 from filesvc.observability.logs import REQUEST_ID
 from filesvc.observability.metrics import Metrics, route_label
 from filesvc.server.drain import Drain
@@ -72,7 +72,7 @@ class RequestContextMiddleware:
                 has_body = value != b"0"
             elif name == b"transfer-encoding":
                 has_body = True
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or uuid4().hex
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         context_token = REQUEST_ID.set(request_id)

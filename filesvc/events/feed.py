@@ -1,6 +1,8 @@
 """File events: recorded in the same transaction as the change, published once committed.
 
-The table is the replay window (the newest `events_replay_window` rows); the broker
+The table holds the replay window (the events of the newest `events_replay_window` ids,
+all a replay reads) and at most TRIM_BATCH older ones, deleted in one statement once that
+many have left the window rather than one by one in every transaction; the broker
 carries the live events to every instance. A live event goes out after its commit, so a
 reader never sees a change it could not then load.
 """
@@ -13,12 +15,12 @@ import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import ScalarSelect, Table, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from filesvc.db import Database
+from filesvc.db import Database, utcnow
 from filesvc.events.models import FileEvent
 from filesvc.files.access import can_read
 from filesvc.files.models import File, Visibility
@@ -31,7 +33,10 @@ logger = logging.getLogger(__name__)
 
 CHANNEL = "files"
 REPLAY_BATCH = 500
+TRIM_BATCH = 256
 CREATED, UPDATED, DELETED = "file.created", "file.updated", "file.deleted"
+_EVENTS = cast(Table, FileEvent.__table__)
+_EVENT_COLUMNS = ("kind", "file_id", "owner_id", "visibility", "data", "created_at")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,13 +73,23 @@ class FileFeed:
         self._broker = broker
         self._db = db
         self._window = window
+        # Events up to this id are deleted, as far as this process knows.
+        self._trimmed_through = 0
 
     async def record(
         self, session: AsyncSession, kind: str, files: Iterable[File]
     ) -> list[FileEvent]:
-        """Add one event per file to the session (flushed, so each has its id) and trim
-        the window; the caller commits, then publishes."""
-        await session.flush()  # ids and time stamps of new files
+        """Flush the session (the files' changes, ids and time stamps), then `insert`."""
+        await session.flush()
+        return await self.insert(session, kind, files)
+
+    async def insert(
+        self, session: AsyncSession, kind: str, files: Iterable[File]
+    ) -> list[FileEvent]:
+        """Insert one event per file, in order, each with its id, in one statement, and
+        trim the window; the files' rows must be written already. The caller commits,
+        then publishes."""
+        now = utcnow()
         events = [
             FileEvent(
                 kind=kind,
@@ -82,14 +97,20 @@ class FileFeed:
                 owner_id=file.owner_id,
                 visibility=file.visibility.value,
                 data=_data(kind, file),
+                created_at=now,
             )
             for file in files
         ]
-        session.add_all(events)
-        await session.flush()
-        if events:
-            oldest_kept = events[-1].id - self._window
-            await session.execute(delete(FileEvent).where(FileEvent.id <= oldest_kept))
+        if not events:
+            return events
+        rows = [{column: getattr(event, column) for column in _EVENT_COLUMNS} for event in events]
+        for event, event_id in zip(events, await _inserted_ids(session, rows), strict=True):
+            event.id = event_id
+        outside = events[-1].id - self._window  # the newest id outside the window
+        if outside - self._trimmed_through >= TRIM_BATCH:
+            await session.execute(delete(_EVENTS).where(_EVENTS.c.id <= outside))
+            # If this transaction rolls back, the next trim takes these rows with its own.
+            self._trimmed_through = outside
         return events
 
     async def publish(self, events: Iterable[FileEvent]) -> None:
@@ -105,7 +126,7 @@ class FileFeed:
         async with self._db.session() as session:
             rows = await session.scalars(
                 select(FileEvent)
-                .where(FileEvent.id > after_id)
+                .where(FileEvent.id > after_id, FileEvent.id > _newest_id() - self._window)
                 .order_by(FileEvent.id)
                 .limit(REPLAY_BATCH)
             )
@@ -159,6 +180,22 @@ class FileWatch:
 @functools.lru_cache(maxsize=256)
 def _frame(event_id: int, kind: str, data_json: str) -> StreamEvent:
     return StreamEvent.of(str(event_id), kind, data_json, final=False)
+
+
+async def _inserted_ids(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
+    """The ids of rows inserted in one statement, in the order of `rows`."""
+    if session.get_bind().dialect.name == "sqlite":
+        # SQLAlchemy runs an ordered RETURNING on SQLite one row per statement; one
+        # statement numbers its rows in the order of its VALUES (the next rowid each, under
+        # the one write lock), so the ids in ascending order are the rows' ids in order.
+        result = await session.execute(insert(_EVENTS).returning(_EVENTS.c.id), rows)
+        return sorted(result.scalars())
+    ordered = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
+    return list((await session.execute(ordered, rows)).scalars())
+
+
+def _newest_id() -> ScalarSelect[int]:
+    return select(func.max(_EVENTS.c.id)).scalar_subquery()
 
 
 def _data(kind: str, file: File) -> dict[str, Any]:

@@ -85,6 +85,24 @@ def _make_dirs(path: Path) -> None:
     _fsync_dir(path.parent)
 
 
+class _FanOutDirs:
+    """The fan-out directories known to exist, so a commit into one skips the is_dir()
+    (a system call, and a hand-back of the GIL) that `_make_dirs` would make. Bounded by
+    the fan-out itself: 256 + 256² paths at most. A directory removed behind our back is
+    found by the link that fails, which forgets it and makes it again."""
+
+    def __init__(self) -> None:
+        self._known: set[Path] = set()
+
+    def make(self, path: Path) -> None:
+        if path not in self._known:
+            _make_dirs(path)  # fsyncs the parent of any directory it creates
+            self._known.add(path)
+
+    def forget(self, path: Path) -> None:
+        self._known.discard(path)
+
+
 def _private(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_CLOEXEC, 0o600)
 
@@ -147,13 +165,17 @@ def _unlink_if_present(path: Path) -> None:
 
 
 class LocalBlobWriter:
-    """One temp file; every job on it runs in `_disk_pool`, one at a time, in order."""
+    """One temp file; every job on it runs in `_disk_pool`, one at a time, in order.
 
-    def __init__(self, storage: LocalStorage, key: str, fd: int, tmp_path: Path) -> None:
+    The temp file is made by the first job, not by `open_writer`: a small upload's whole
+    life on disk (create, bytes, fsync, link) is then one thread job."""
+
+    def __init__(self, storage: LocalStorage, key: str) -> None:
         self.key = key
         self._storage = storage
-        self._tmp_path = tmp_path
-        self._fd: int | None = fd
+        self._tmp_path: Path | None = None  # once the first job has made it
+        self._fd: int | None = None
+        self._closed = False
         # A cancelled await does not stop its worker thread. abort() waits for the job in
         # flight, so the fd is never closed under a write still in its thread (and its
         # number reused by another open) and a half-done commit can be undone.
@@ -168,18 +190,26 @@ class LocalBlobWriter:
         self._busy = future
         return await asyncio.shield(future)
 
-    def _open_fd(self) -> int:
-        if self._fd is None:
+    def _check_open(self) -> None:
+        if self._closed:
             raise StorageError("writer is closed")
+
+    def _open_fd(self) -> int:
+        """In a job: the temp file's fd, made by the first job (O_EXCL, 0600, locked)."""
+        if self._closed:
+            raise StorageError("writer is closed")
+        if self._fd is None:
+            self._tmp_path, self._fd = self._storage.make_temp_file()
         return self._fd
 
     async def write(self, data: bytes) -> None:
         await self.write_hashed([data], None)
 
     async def write_hashed(self, chunks: Sequence[bytes], hasher: Hasher | None) -> None:
-        fd = self._open_fd()
+        self._check_open()
 
         def job() -> None:
+            fd = self._open_fd()
             if hasher is not None:
                 for chunk in chunks:
                     hasher.update(chunk)
@@ -197,9 +227,10 @@ class LocalBlobWriter:
         hasher: Hasher | None,
         verify: Callable[[str], None] | None,
     ) -> ObjectMeta:
-        fd = self._open_fd()
+        self._check_open()
 
         def job() -> ObjectMeta:
+            fd = self._open_fd()
             if hasher is not None:
                 for chunk in chunks:
                     hasher.update(chunk)
@@ -219,14 +250,22 @@ class LocalBlobWriter:
 
     def _commit(self, fd: int) -> ObjectMeta:
         self._fd = None
+        self._closed = True
+        assert self._tmp_path is not None  # made with the fd
         try:
             os.fsync(fd)
             st = os.fstat(fd)
             final = self._storage.local_path(self.key)
-            _make_dirs(final.parent)
+            dirs = self._storage.fan_out_dirs
+            dirs.make(final.parent)
             try:
                 # link() rather than rename(): create-only, it never replaces an object.
-                os.link(self._tmp_path, final)
+                try:
+                    os.link(self._tmp_path, final)
+                except FileNotFoundError:  # a known directory was removed meanwhile
+                    dirs.forget(final.parent)
+                    dirs.make(final.parent)
+                    os.link(self._tmp_path, final)
             except FileExistsError:
                 raise ObjectAlreadyExists(self.key) from None
             self._linked = final
@@ -247,13 +286,16 @@ class LocalBlobWriter:
             with contextlib.suppress(BaseException):  # its error is the one being reported
                 await busy
         fd, self._fd = self._fd, None
+        self._closed = True
         linked, self._linked = self._linked, None
+        tmp_path = self._tmp_path
 
         def job() -> None:
             if linked is not None:
                 # commit() was cancelled after the link: its caller saw a failure.
                 _unlink_if_present(linked)
-            _unlink_if_present(self._tmp_path)
+            if tmp_path is not None:
+                _unlink_if_present(tmp_path)
             if fd is not None:
                 os.close(fd)  # after the unlink: gc never sees it unlocked
 
@@ -310,6 +352,7 @@ class LocalStorage:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.tmp_dir = self.root / TMP_DIR_NAME
+        self.fan_out_dirs = _FanOutDirs()
 
     def local_path(self, key: str) -> Path:
         validate_key(key)
@@ -321,20 +364,18 @@ class LocalStorage:
 
     async def open_writer(self, key: str) -> LocalBlobWriter:
         validate_key(key)
+        return LocalBlobWriter(self, key)
+
+    def make_temp_file(self) -> tuple[Path, int]:
+        """A new temp file (blocking): its path and an fd holding its lock."""
         tmp_path = self.tmp_dir / f"{uuid.uuid4().hex}.part"
-
-        def job() -> int:
-            # O_EXCL: created here or an error, never an existing file; 0600, locked.
-            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
-            try:
-                return _private_locked(str(tmp_path), flags)
-            except FileNotFoundError:
-                self.tmp_dir.mkdir(parents=True, exist_ok=True)
-                return _private_locked(str(tmp_path), flags)
-
-        with _os_errors(key):
-            fd = await asyncio.get_running_loop().run_in_executor(_disk_pool, job)
-        return LocalBlobWriter(self, key, fd, tmp_path)
+        # O_EXCL: created here or an error, never an existing file; 0600, locked.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        try:
+            return tmp_path, _private_locked(str(tmp_path), flags)
+        except FileNotFoundError:
+            self.tmp_dir.mkdir(parents=True, exist_ok=True)
+            return tmp_path, _private_locked(str(tmp_path), flags)
 
     async def head(self, key: str) -> ObjectMeta:
         path = self.local_path(key)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
 from filesvc.config import Settings
+from filesvc.deps import AppContext
+from filesvc.events.feed import CHANNEL, FileEventMessage
 from tests.conftest import Account
 from tests.files.helpers import uploaded
 from tests.transfers.sse import Event, events_of
@@ -88,6 +91,42 @@ async def test_the_replay_window_is_bounded(client: httpx.AsyncClient, editor: A
     replayed = await read_events(client, editor, last_event_id=0)
     # events_replay_window=5: the oldest are gone, the newest five remain.
     assert [e.data["id"] for e in replayed] == [f["id"] for f in files[-5:]]
+
+
+async def test_uploads_committed_together_get_their_own_events_in_order(
+    app: FastAPI, client: httpx.AsyncClient, editor: Account
+) -> None:
+    context: AppContext = app.state.context
+    names = [f"together-{n}.txt" for n in range(12)]
+    async with context.broker.subscribe(CHANNEL) as subscription:
+        responses = await asyncio.gather(
+            *(
+                client.put(
+                    f"/api/v1/files/raw/{name}", content=name.encode(), headers=editor.headers
+                )
+                for name in names
+            )
+        )
+        published = [await subscription.get(10) for _ in names]
+    assert [r.status_code for r in responses] == [201] * len(names)
+    assert context.file_inserts.groups_committed >= 1  # some shared a transaction
+    uploads = {r.json()["id"]: r.json() for r in responses}
+    for file_id, body in uploads.items():  # the reply is the committed row
+        stored = await client.get(f"/api/v1/files/{file_id}", headers=editor.headers)
+        assert stored.json() == body
+
+    live = [FileEventMessage.decode(message or "") for message in published]
+    # One event per file, each with the file as its reply showed it, ids rising.
+    data = [json.loads(e.data_json) for e in live]
+    assert sorted(d["id"] for d in data) == sorted(uploads)
+    assert all(d == uploads[d["id"]] for d in data)
+    ids = [e.id for e in live]
+    assert ids == sorted(set(ids))
+    # The ids published are those of the rows: a replay (the newest five) matches them.
+    replayed = await read_events(client, editor, last_event_id=0)
+    assert [(int(e.id or 0), e.data) for e in replayed] == [
+        (e.id, d) for e, d in zip(live[-5:], data[-5:], strict=True)
+    ]
 
 
 async def test_events_need_a_token(client: httpx.AsyncClient, editor: Account) -> None:

@@ -207,8 +207,10 @@ async def test_check_fails_when_root_is_not_writable(tmp_path: Path) -> None:
 
     with pytest.raises(StorageError, match="not writable"):
         await storage.check()
+    writer = await storage.open_writer(KEY)  # the temp file is made by the first write
     with pytest.raises(StorageError):
-        await storage.open_writer(KEY)
+        await writer.write(b"abc")
+    await writer.abort()
 
 
 async def test_check_creates_the_root(storage: LocalStorage) -> None:
@@ -336,3 +338,59 @@ async def test_gc_can_tell_a_crashed_write_from_one_in_flight(tmp_path: Path) ->
     await writer.commit()
     assert [p async for p in storage.pending_writes()] == []
     assert storage.local_path("alive").read_bytes() == b"still arriving"
+
+
+async def test_a_writer_makes_no_temp_file_before_its_first_job(storage: LocalStorage) -> None:
+    writer = await storage.open_writer(KEY)
+    assert temp_files(storage) == []
+    await writer.abort()
+    assert temp_files(storage) == []
+
+    small = await storage.open_writer(KEY)
+    await small.commit_hashed([b"small"], hashlib.sha256(), None)  # create to link: one job
+    assert storage.local_path(KEY).read_bytes() == b"small"
+    assert temp_files(storage) == []
+
+
+def fsynced_dirs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    synced: list[Path] = []
+    real = local._fsync_dir
+
+    def recording(path: Path) -> None:
+        synced.append(path)
+        real(path)
+
+    monkeypatch.setattr(local, "_fsync_dir", recording)
+    return synced
+
+
+async def put(storage: LocalStorage, key: str, data: bytes) -> None:
+    writer = await storage.open_writer(key)
+    await writer.write(data)
+    await writer.commit()
+
+
+async def test_a_new_fan_out_directory_is_made_durable_once_known_or_not(
+    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await storage.check()
+    synced = fsynced_dirs(monkeypatch)
+    first, second = "abcd-1", "abcd-2"  # one fan-out directory
+    top, leaf = storage.root / "ab", storage.root / "ab" / "cd"
+
+    await put(storage, first, b"1")
+    # Each new directory's parent, then the directory holding the new link.
+    assert synced == [storage.root, top, leaf]
+
+    synced.clear()
+    await put(storage, second, b"2")  # known now: only the link is made durable
+    assert synced == [leaf]
+
+    # Removed behind the writer's back: made again, with its parent's fsync.
+    await storage.delete(first)
+    await storage.delete(second)
+    leaf.rmdir()
+    synced.clear()
+    await put(storage, first, b"again")
+    assert storage.local_path(first).read_bytes() == b"again"
+    assert synced == [top, leaf]

@@ -1,0 +1,33 @@
+"""Random ids from a pool of os.urandom bytes: unique, version 4, never shared by a fork."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from filesvc import ids
+
+
+def test_ids_are_unique_version_4_uuids() -> None:
+    made = [ids.uuid4() for _ in range(3 * ids.POOL_BYTES // 16 + 5)]  # several pools
+
+    assert len(set(made)) == len(made)
+    assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in made)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_draws_from_a_pool_of_its_own() -> None:
+    ids.uuid4()  # the parent's pool is filled
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, then gone
+        os.write(write_end, ids.uuid4().bytes)
+        os._exit(0)
+    os.close(write_end)
+    child = uuid.UUID(bytes=os.read(read_end, 16))
+    os.close(read_end)
+    os.waitpid(pid, 0)
+
+    assert child != ids.uuid4()  # the same bytes if the pool had been inherited
