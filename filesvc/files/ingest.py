@@ -73,7 +73,7 @@ class BlobSink:
     which keeps the writer's calls in order and memory bounded. A writer that writes in a
     thread of its own (HashingWriter: local disk) hashes there too and takes the batch as
     the list of chunks it is: one thread job per batch, no copy, and one job for a body
-    smaller than a batch (its bytes, the hash check and the commit).
+    of up to a batch (its bytes, the hash check and the commit).
     """
 
     def __init__(self, writer: BlobWriter, budget: ByteBudget) -> None:
@@ -89,10 +89,12 @@ class BlobSink:
     async def write(self, data: bytes) -> None:
         self._budget.spend(len(data))
         self.size += len(data)
+        if self._buffered >= BATCH_BYTES:
+            # A full batch goes once more bytes come: the last one goes with the commit,
+            # so a body of exactly one batch (a 1 MiB upload) is one job, not two.
+            await self._flush()
         self._buffer.append(data)
         self._buffered += len(data)
-        if self._buffered >= BATCH_BYTES:
-            await self._flush()
 
     def _take_buffer(self) -> list[bytes]:
         chunks, self._buffer = self._buffer, []
