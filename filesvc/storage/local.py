@@ -73,34 +73,40 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _make_dirs(path: Path) -> None:
-    """mkdir -p that fsyncs the parent of each directory it creates, so they survive a crash."""
-    if path.is_dir():
-        return
-    _make_dirs(path.parent)
-    try:
-        path.mkdir()
-    except FileExistsError:
-        return  # made by a concurrent commit
-    _fsync_dir(path.parent)
-
-
 class _FanOutDirs:
-    """The fan-out directories known to exist, so a commit into one skips the is_dir()
-    (a system call, and a hand-back of the GIL) that `_make_dirs` would make. Bounded by
-    the fan-out itself: 256 + 256² paths at most. A directory removed behind our back is
-    found by the link that fails, which forgets it and makes it again."""
+    """The fan-out directories known to exist durably, so a commit into one makes no
+    system call for it. Bounded by the fan-out itself: 256 + 256² paths at most. A
+    directory removed behind our back is found by the link that fails, which forgets it
+    and makes it again."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path) -> None:
+        self._root = root
         self._known: set[Path] = set()
 
-    def make(self, path: Path) -> None:
-        if path not in self._known:
-            _make_dirs(path)  # fsyncs the parent of any directory it creates
+    def make(self, path: Path) -> list[Path]:
+        """Make `path` and its missing parents under the root (without fsyncs); return the
+        directories whose entries are not known to be durable yet: the ones to fsync after
+        the blob's own fsync, before calling `synced`. Every commit into a directory not
+        known yet fsyncs them, whoever made it: no 201 counts on another's fsync."""
+        unsynced: list[Path] = []
+        current = path
+        while current != self._root and current not in self._known:
+            unsynced.append(current.parent)
+            current = current.parent
+        if unsynced:
+            path.mkdir(parents=True, exist_ok=True)
+        return unsynced
+
+    def synced(self, path: Path) -> None:
+        """`path` and its parents up to the root are durable now."""
+        while path != self._root and path not in self._known:
             self._known.add(path)
+            path = path.parent
 
     def forget(self, path: Path) -> None:
-        self._known.discard(path)
+        while path != self._root:
+            self._known.discard(path)
+            path = path.parent
 
 
 def _private(path: str, flags: int) -> int:
@@ -252,27 +258,35 @@ class LocalBlobWriter:
         self._fd = None
         self._closed = True
         assert self._tmp_path is not None  # made with the fd
+        dirs = self._storage.fan_out_dirs
         try:
-            os.fsync(fd)
             st = os.fstat(fd)
             final = self._storage.local_path(self.key)
-            dirs = self._storage.fan_out_dirs
-            dirs.make(final.parent)
+            unsynced = dirs.make(final.parent)
             try:
                 # link() rather than rename(): create-only, it never replaces an object.
                 try:
                     os.link(self._tmp_path, final)
                 except FileNotFoundError:  # a known directory was removed meanwhile
                     dirs.forget(final.parent)
-                    dirs.make(final.parent)
+                    unsynced = dirs.make(final.parent)
                     os.link(self._tmp_path, final)
             except FileExistsError:
                 raise ObjectAlreadyExists(self.key) from None
             self._linked = final
             os.unlink(self._tmp_path)
+            # Every name first, then the one fsync of the data: a journaling file system
+            # (ext4) commits them all with it, in one journal commit rather than one per
+            # fsync, and the directory fsyncs below that POSIX asks for find them written.
+            # Linked before durable is safe: nothing reads an object before its row
+            # commits, after all of these; a crash leaves an orphan for gc.
+            os.fsync(fd)
         finally:
             os.close(fd)  # only now: its lock keeps gc off the temp file until it is linked
         _fsync_dir(final.parent)
+        for directory in unsynced:
+            _fsync_dir(directory)
+        dirs.synced(final.parent)
         return _meta(self.key, st)
 
     async def abort(self) -> None:
@@ -352,7 +366,7 @@ class LocalStorage:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.tmp_dir = self.root / TMP_DIR_NAME
-        self.fan_out_dirs = _FanOutDirs()
+        self.fan_out_dirs = _FanOutDirs(self.root)
 
     def local_path(self, key: str) -> Path:
         validate_key(key)

@@ -379,18 +379,19 @@ async def test_a_new_fan_out_directory_is_made_durable_once_known_or_not(
     top, leaf = storage.root / "ab", storage.root / "ab" / "cd"
 
     await put(storage, first, b"1")
-    # Each new directory's parent, then the directory holding the new link.
-    assert synced == [storage.root, top, leaf]
+    # The directory holding the new link, then each new directory's parent (after the
+    # blob's own fsync, which commits all these names with it on a journaling fs).
+    assert synced == [leaf, top, storage.root]
 
     synced.clear()
     await put(storage, second, b"2")  # known now: only the link is made durable
     assert synced == [leaf]
 
-    # Removed behind the writer's back: made again, with its parent's fsync.
+    # Removed behind the writer's back: made again, with its parents' fsyncs.
     await storage.delete(first)
     await storage.delete(second)
     leaf.rmdir()
     synced.clear()
     await put(storage, first, b"again")
     assert storage.local_path(first).read_bytes() == b"again"
-    assert synced == [top, leaf]
+    assert synced == [leaf, top, storage.root]
