@@ -247,6 +247,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         HotReads,
         metadata_route=_route(app, "/api/v1/files/{file_id}", "GET"),
         content_route=_route(app, "/api/v1/files/{file_id}/content", "GET"),
+        shared_route=_route(app, "/api/v1/shared/{token}", "GET"),
     )
     if settings.cors_origins:
         # Bearer tokens, not cookies: credentials stay off, so even `*` never pairs with them.

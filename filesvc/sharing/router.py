@@ -26,6 +26,8 @@ router = APIRouter(tags=["sharing"])
 # What follows this segment is a credential: the access log prints `{token}` instead.
 SHARED_SEGMENT = "shared"
 SHARED_PATH = f"/{SHARED_SEGMENT}/{{token}}"
+# The token is in the URL: never hand it on to another site.
+SHARED_RESPONSE_HEADERS = {"referrer-policy": "no-referrer"}
 LINK_ERRORS = error_responses(
     401,
     403,
@@ -78,7 +80,9 @@ async def create_link(
     )
 
 
-async def _shared_file(token: str, context: ContextDep) -> File:
+async def shared_file(token: str, context: ContextDep) -> File:
+    """The file a share link gives, checked as the link's route checks it (files/hot_reads.py
+    answers small downloads with it too)."""
     grant = verify_grant(token, context.secret_key, time.time())
     # A link names one action; this route only downloads.
     if grant.action != DOWNLOAD:
@@ -116,8 +120,7 @@ async def download_shared_file(
     _transfer: DownloadTracker,
     disposition: Literal["attachment", "inline"] = "attachment",
 ) -> Response:
-    file = await _shared_file(token, context)
+    file = await shared_file(token, context)
     response = await file_response(context.storage, context.small_blobs, file, request, disposition)
-    # The token is in the URL: never hand it on to another site.
-    response.headers["referrer-policy"] = "no-referrer"
+    response.headers.update(SHARED_RESPONSE_HEADERS)
     return response

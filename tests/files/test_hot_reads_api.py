@@ -1,6 +1,6 @@
-"""The hot reads (files/hot_reads.py): metadata and small downloads answered before the
-router, exactly as the routes answer them; everything else still reaches the routes. Both
-stacks (local disk, S3)."""
+"""The hot reads (files/hot_reads.py): metadata, small downloads and small share-link
+downloads answered before the router, exactly as the routes answer them; everything else
+still reaches the routes. Both stacks (local disk, S3)."""
 
 from __future__ import annotations
 
@@ -144,6 +144,52 @@ async def test_hot_reads_are_logged_under_their_route(
     assert routes == ["/api/v1/files/{file_id}", "/api/v1/files/{file_id}/content"]
 
 
+async def share_link(client: httpx.AsyncClient, account: Account, file_id: str) -> str:
+    made = await client.post(
+        f"/api/v1/files/{file_id}/links", json={"expires_in": 600}, headers=account.headers
+    )
+    assert made.status_code == 201, made.text
+    url: str = made.json()["url"]
+    return url
+
+
+async def test_small_share_link_downloads_are_answered_before_the_router(
+    routed: RouterLog, client: httpx.AsyncClient, editor: Account
+) -> None:
+    file = await uploaded(client, editor, data=SMALL, filename="avatar.png")
+    url = await share_link(client, editor, file["id"])
+    routed.paths.clear()
+
+    first = await client.get(url)
+    assert first.status_code == 200
+    assert first.content == SMALL
+    assert first.headers["referrer-policy"] == "no-referrer"
+    head = await client.head(f"{url}?disposition=inline")
+    assert head.status_code == 200
+    assert head.headers["content-length"] == str(len(SMALL))
+    revalidated = await client.get(url, headers={"if-none-match": first.headers["etag"]})
+    assert revalidated.status_code == 304
+    assert routed.paths == []
+
+    # A tampered link, a range, a tracked download and a replaced file reach the route.
+    tampered_url = url[:-2] + ("AA" if not url.endswith("AA") else "BB")
+    tampered = await client.get(tampered_url)
+    assert tampered.status_code == 403
+    assert tampered.json()["code"] == "invalid_link"
+    ranged = await client.get(url, headers={"range": "bytes=0-9"})
+    assert ranged.status_code == 206
+    assert ranged.content == SMALL[:10]
+    tracked = await client.get(url, headers={"x-transfer-id": "hot-shared-1"})
+    assert tracked.headers["x-transfer-id"] == "hot-shared-1"
+    content_url = f"/api/v1/files/{file['id']}/content"
+    replaced = await client.put(content_url, content=b"new", headers=editor.headers)
+    assert replaced.status_code == 200
+    outdated = await client.get(url)
+    assert outdated.status_code == 403
+    assert outdated.json()["code"] == "link_outdated"
+    assert routed.paths == [tampered_url, url, url, content_url, url]
+
+
 @pytest.fixture
 async def routes_only(settings: Settings, app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """The same service (database, storage, key) without the hot reads: only routes."""
@@ -168,7 +214,12 @@ async def test_hot_reads_answer_byte_for_byte_as_the_routes(
         client, editor, data=b"<svg/>", filename="a.svg", fields={"visibility": "public"}
     )
     etag = f'"{mine["sha256"]}"'
+    link = await share_link(client, editor, mine["id"])
     requests = [
+        ("GET", link, {}),
+        ("HEAD", link, {}),
+        ("GET", f"{link}?disposition=inline", {}),
+        ("GET", link, {"if-none-match": etag}),
         ("GET", f"/api/v1/files/{mine['id']}", editor.headers),
         ("GET", f"/api/v1/files/{public['id']}", {}),
         ("GET", f"/api/v1/files/{public['id']}", viewer.headers),
