@@ -15,14 +15,14 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, inspect
+from sqlalchemy import ColumnDefault, Table, insert, inspect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import make_transient_to_detached
 
-from filesvc.db import new_id, utcnow
+from filesvc.db import utcnow
 from filesvc.events.feed import CREATED, FileFeed
 from filesvc.events.models import FileEvent
-from filesvc.files.models import File, Visibility
+from filesvc.files.models import File
 from filesvc.group_commit import GroupCommit
 
 # Makes the rows of one upload; called again if its group is retried, so always new objects.
@@ -35,16 +35,27 @@ _FILES = cast(Table, File.__table__)
 _COLUMNS = [(prop.key, prop.columns[0].key) for prop in inspect(File).column_attrs]
 
 
+def _column_defaults() -> list[tuple[str, ColumnDefault]]:
+    """The Python-side defaults of File's columns (models.py), as a flush applies them."""
+    defaults = []
+    for prop in inspect(File).column_attrs:
+        default = prop.columns[0].default
+        if isinstance(default, ColumnDefault):
+            defaults.append((prop.key, default))
+    return defaults
+
+
+_DEFAULTS = _column_defaults()
+
+
 def complete(file: File, now: datetime) -> File:
-    """Fill what a flush would (the models' Python-side defaults); every column is set."""
-    state = file.__dict__
-    if state.get("id") is None:
-        file.id = new_id()
-    if state.get("visibility") is None:
-        file.visibility = Visibility.private
-    if state.get("meta") is None:
-        file.meta = {}
+    """Fill what a flush would: every column's default where the file leaves it unset, and
+    one time stamp for the whole group; every column is set then."""
     file.created_at = file.updated_at = now
+    state = file.__dict__
+    for attribute, default in _DEFAULTS:
+        if state.get(attribute) is None:
+            setattr(file, attribute, default.arg(None) if default.is_callable else default.arg)
     return file
 
 
