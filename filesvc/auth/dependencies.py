@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 from fastapi.security import OAuth2PasswordBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from filesvc.auth.security import TokenSubject, decode_access_token
 from filesvc.deps import ContextDep
@@ -23,6 +24,13 @@ QueryToken = Annotated[
         "Never logged.",
     ),
 ]
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer …` header, read as `oauth2_scheme` reads it
+    (any other scheme is no token), for the layers that answer before the router."""
+    scheme, token = get_authorization_scheme_param(authorization)
+    return token if authorization and scheme.lower() == "bearer" else None
 
 
 def _accepts(user: User | None, subject: TokenSubject) -> bool:

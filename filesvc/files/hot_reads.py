@@ -22,14 +22,13 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qsl
 
-from fastapi.security.utils import get_authorization_scheme_param
 from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from filesvc.auth.dependencies import user_for_token
+from filesvc.auth.dependencies import bearer_token, user_for_token
 from filesvc.deps import AppContext
 from filesvc.files.dependencies import check_readable
 from filesvc.files.downloads import file_response
@@ -85,7 +84,7 @@ class HotReads:
         # The route takes the header's token only, and no query parameter.
         if scope["method"] != "GET":
             return None
-        _, token = get_authorization_scheme_param(Headers(scope=scope).get("authorization"))
+        token = bearer_token(Headers(scope=scope).get("authorization"))
         context: AppContext = scope["app"].state.context
         try:
             user = await user_for_token(token, context) if token else None
@@ -100,8 +99,7 @@ class HotReads:
         if download is None:
             return None
         headers, query = download
-        _, token = get_authorization_scheme_param(headers.get("authorization"))
-        token = token or query.get("access_token", "")
+        token = bearer_token(headers.get("authorization")) or query.get("access_token")
         context: AppContext = scope["app"].state.context
         try:
             user = await user_for_token(token, context) if token else None

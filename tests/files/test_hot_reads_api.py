@@ -229,6 +229,10 @@ async def test_hot_reads_answer_byte_for_byte_as_the_routes(
         ("GET", f"/api/v1/files/{mine['id']}/content?access_token={editor.token}&v=2", {}),
         ("GET", f"/api/v1/files/{mine['id']}/content", {**editor.headers, "if-none-match": etag}),
         ("GET", f"/api/v1/files/{public['id']}/content?disposition=inline", {}),
+        # Only a Bearer header is a token: another scheme is an anonymous caller.
+        ("GET", f"/api/v1/files/{mine['id']}", {"authorization": f"Token {editor.token}"}),
+        ("GET", f"/api/v1/files/{mine['id']}/content", {"authorization": f"Basic {editor.token}"}),
+        ("GET", f"/api/v1/files/{public['id']}", {"authorization": f"Token {editor.token}"}),
     ]
     for method, url, headers in requests:
         for _ in range(2):  # the second time from the small-file cache
