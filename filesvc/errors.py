@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
 
 from filesvc.openapi import allowed_methods
 
@@ -158,3 +160,18 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+
+
+async def handled_error_response(request: Request, exc: Exception) -> Response | None:
+    """The app's answer to `exc` raised outside its routes (by a layer that answers before
+    the router), from the handler its exception layer would pick, nearest class first.
+    None for an unexpected error: raised on, the server-error layer answers and logs it."""
+    handlers = request.app.exception_handlers
+    for cls in type(exc).__mro__:
+        if cls is Exception:
+            break
+        handler = handlers.get(cls)
+        if handler is not None:
+            response = handler(request, exc)  # this app's handlers are all async
+            return cast(Response, await response if inspect.isawaitable(response) else response)
+    return None

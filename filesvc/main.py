@@ -30,6 +30,7 @@ from filesvc.events.feed import FileFeed
 from filesvc.events.router import router as events_router
 from filesvc.files.blob_cache import SmallBlobCache
 from filesvc.files.hot_reads import HotReads
+from filesvc.files.hot_uploads import HotUploads
 from filesvc.files.inserts import file_inserts
 from filesvc.files.router import router as files_router
 from filesvc.middleware import RequestContextMiddleware
@@ -249,6 +250,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         content_route=_route(app, "/api/v1/files/{file_id}/content", "GET"),
         shared_route=_route(app, "/api/v1/shared/{token}", "GET"),
     )
+    app.add_middleware(HotUploads, route=_route(app, "/api/v1/files/raw/{name}", "PUT"))
     if settings.cors_origins:
         # Bearer tokens, not cookies: credentials stay off, so even `*` never pairs with them.
         app.add_middleware(

@@ -217,6 +217,27 @@ async def upload_files(
     return batch
 
 
+async def store_raw_upload(
+    request: Request,
+    context: AppContext,
+    user: User,
+    transfer: Tracker,
+    name: str,
+    visibility: Visibility | None,
+) -> File:
+    """A raw upload's body stored and its row committed: the work of `PUT /raw/{name}`,
+    for its route and for the hot uploads (files/hot_uploads.py)."""
+    storage = context.storage
+    limits = await _new_upload_limits(context, user.id)
+    blob = await receive_raw(request, storage, limits, name, transfer)
+    async with _discard_on_failure(storage, [blob]):
+        [file], events = await context.file_inserts.run(
+            lambda: [service.new_file(user, blob, name=name, visibility=visibility)]
+        )
+    await context.feed.publish(events)
+    return file
+
+
 @router.put(
     "/raw/{name:rawname}",
     status_code=status.HTTP_201_CREATED,
@@ -231,20 +252,10 @@ async def upload_raw_file(
     user: EditorUser,
     transfer: UploadTracker,
     context: ContextDep,
-    storage: StorageDep,
-    settings: SettingsDep,
-    feed: FeedDep,
-    inserts: FileInsertsDep,
     visibility: VisibilityQuery = None,
 ) -> FileRead:
-    limits = await _new_upload_limits(context, user.id)
-    blob = await receive_raw(request, storage, limits, name, transfer)
-    async with _discard_on_failure(storage, [blob]):
-        [file], events = await inserts.run(
-            lambda: [service.new_file(user, blob, name=name, visibility=visibility)]
-        )
-    await feed.publish(events)
-    response.headers["Location"] = settings.absolute_url(file_url(file.id))
+    file = await store_raw_upload(request, context, user, transfer, name, visibility)
+    response.headers["Location"] = context.settings.absolute_url(file_url(file.id))
     return await _completed(transfer, FileRead.of(file))
 
 

@@ -3,8 +3,8 @@ the transfer a watcher may see, and the caller's event-stream slot."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
@@ -19,7 +19,7 @@ from filesvc.auth.dependencies import (
 from filesvc.deps import ContextDep, TransfersDep
 from filesvc.errors import error_responses
 from filesvc.middleware import DIRECTION_STATE
-from filesvc.observability.metrics import upload_outcome
+from filesvc.observability.metrics import Metrics, upload_outcome
 from filesvc.transfers.errors import InvalidTransferId, StreamOver
 from filesvc.transfers.schemas import TRANSFER_ID_RE, Direction
 from filesvc.transfers.service import UNTRACKED, Tracker, TransferHub, TransferRecord
@@ -86,27 +86,31 @@ async def _tracked(
         await transfer.complete()
 
 
+@contextmanager
+def counted_upload(metrics: Metrics) -> Iterator[None]:
+    """An upload counted as active while it runs, then by its outcome."""
+    metrics.uploads_active.inc()
+    outcome: BaseException | None = None
+    try:
+        yield
+    except BaseException as exc:
+        outcome = exc
+        raise
+    finally:
+        metrics.uploads_active.dec()
+        metrics.uploads.labels(upload_outcome(outcome)).inc()
+
+
 async def upload_tracker(
     request: Request,
     user: CurrentUser,
     context: ContextDep,
     transfer_id: TransferId,
 ) -> AsyncIterator[Tracker]:
-    """Every upload route goes through here: it is also where uploads are counted, as
-    active while the route runs and then by outcome."""
-    metrics = context.metrics
-    active = metrics.uploads_active
-    active.inc()
-    outcome: BaseException | None = None
-    try:
+    """Every upload route goes through here: it is also where uploads are counted."""
+    with counted_upload(context.metrics):
         async with _tracked(request, context.transfers, transfer_id, user, "upload") as tracker:
             yield tracker
-    except BaseException as exc:
-        outcome = exc
-        raise
-    finally:
-        active.dec()
-        metrics.uploads.labels(upload_outcome(outcome)).inc()
 
 
 async def download_tracker(

@@ -8,6 +8,9 @@ from starlette.types import Scope
 
 from tests.conftest import Account
 
+# Headers that differ between any two answers.
+PER_ANSWER = {"date", "x-request-id", "x-process-time"}
+
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

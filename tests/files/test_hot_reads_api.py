@@ -11,49 +11,15 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from fastapi import FastAPI
-from starlette.middleware import Middleware
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from filesvc.config import Settings
 from filesvc.files.hot_reads import HotReads
 from filesvc.main import create_app
 from tests.conftest import Account, client_for
-from tests.files.helpers import uploaded
+from tests.files.conftest import RouterLog
+from tests.files.helpers import PER_ANSWER, uploaded
 
 SMALL = os.urandom(4096)
-# Headers that differ between any two answers.
-PER_ANSWER = {"date", "x-request-id", "x-process-time"}
-
-
-class RouterLog:
-    """Records each request that got past the hot reads to the router."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-
-    def middleware(self) -> Middleware:
-        log = self
-
-        class Recorder:
-            def __init__(self, app: ASGIApp) -> None:
-                self.app = app
-
-            async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-                if scope["type"] == "http":
-                    log.paths.append(scope["path"])
-                await self.app(scope, receive, send)
-
-        return Middleware(Recorder)
-
-
-@pytest.fixture
-def routed(app: FastAPI) -> RouterLog:
-    # Innermost (the last of user_middleware): between the hot reads and the router. Set
-    # before the first request, which builds the middleware stack.
-    assert app.middleware_stack is None
-    log = RouterLog()
-    app.user_middleware.append(log.middleware())
-    return log
 
 
 async def test_small_reads_are_answered_before_the_router(
