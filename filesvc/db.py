@@ -20,7 +20,9 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import String, TypeDecorator
 
 from filesvc.ids import uuid4
+from filesvc.loop_writes import SqliteLoopWriter
 from filesvc.point_reads import PointReads
+from filesvc.sqlite_pragmas import apply_pragmas
 
 # Explicit names so migrations are stable across SQLite and PostgreSQL.
 NAMING_CONVENTION = {
@@ -75,21 +77,7 @@ POOL_OVERFLOW = 10
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
-    cursor = dbapi_connection.cursor()
-    # WAL lets readers run beside the one writer; busy_timeout waits for the lock
-    # instead of failing at once when two requests write together. synchronous=FULL
-    # fsyncs the WAL at every commit: with NORMAL, the last commits before a power loss or
-    # an OS crash roll back, and a 201 promises a durable row (uploads share that cost
-    # through group_commit.py).
-    cursor.execute("PRAGMA busy_timeout=10000")
-    # WAL is kept in the file (`filesvc migrate` sets it): switch only a file that is not
-    # in WAL yet, since a switch takes an exclusive lock.
-    cursor.execute("PRAGMA journal_mode")
-    if cursor.fetchone()[0] != "wal":
-        cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+    apply_pragmas(dbapi_connection)
 
 
 class Database:
@@ -125,6 +113,14 @@ class Database:
         # A row by primary key without a session, in autocommit on PostgreSQL: what most
         # small requests read.
         self.point_reads = PointReads(reader)
+        # SQLite: the group commit's transactions on the event loop, on a file database
+        # (another connection to `:memory:` would be another database).
+        path = self.engine.url.database
+        self.group_writer = (
+            SqliteLoopWriter(path)
+            if self.engine.url.get_backend_name() == "sqlite" and path and path != ":memory:"
+            else None
+        )
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -139,4 +135,6 @@ class Database:
 
     async def dispose(self) -> None:
         await self.point_reads.aclose()
+        if self.group_writer is not None:
+            self.group_writer.close()
         await self.engine.dispose()

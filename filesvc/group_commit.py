@@ -12,23 +12,32 @@ any error of one item), the group is rolled back and each item is written again 
 its own transaction, so only the failing one sees its error. If the COMMIT itself fails,
 the outcome of the group cannot be split, and every item of the group gets that error;
 none of their rows exist then. `write` may therefore see an item twice: it must build new
-ORM objects on each call and change nothing outside the session.
+ORM objects on each call and change nothing outside its transaction.
+
+`write` is synchronous: it runs the group's statements on a SQLAlchemy `Connection`. On
+SQLite that is the loop writer's (loop_writes.py): the statements run on the event loop
+and only the COMMIT in a thread. Otherwise, and when another connection holds SQLite's
+write lock, it is a pooled session's connection, driven through `run_sync`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import anyio
+from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
+
+from filesvc.loop_writes import SqliteLoopWriter
 
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
-Write = Callable[[AsyncSession, list[ItemT]], Awaitable[list[ResultT]]]
+Write = Callable[[Connection, list[ItemT]], list[ResultT]]
 # Bounds one transaction (and the time its jobs wait for each other).
 MAX_GROUP = 64
 
@@ -45,10 +54,14 @@ class _WriteFailed(Exception):
 
 class GroupCommit(Generic[ItemT, ResultT]):
     def __init__(
-        self, sessionmaker: async_sessionmaker[AsyncSession], write: Write[ItemT, ResultT]
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        write: Write[ItemT, ResultT],
+        loop_writer: SqliteLoopWriter | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._write = write
+        self._loop_writer = loop_writer
         self._queue: list[_Pending[ItemT, ResultT]] = []
         self._runner: asyncio.Task[None] | None = None
         self.groups_committed = 0  # commits that held more than one item
@@ -130,12 +143,36 @@ class GroupCommit(Generic[ItemT, ResultT]):
     async def _transaction(
         self, items: list[ItemT], committed: Callable[[list[ResultT]], None]
     ) -> None:
+        writer = self._loop_writer
+        if writer is not None and (connection := writer.begin()) is not None:
+            await self._on_loop(writer, connection, items, committed)
+        else:
+            await self._in_session(items, committed)
+
+    async def _on_loop(
+        self,
+        writer: SqliteLoopWriter,
+        connection: Connection,
+        items: list[ItemT],
+        committed: Callable[[list[ResultT]], None],
+    ) -> None:
+        try:
+            results = self._written(connection, items)
+        except BaseException:
+            writer.rollback()
+            raise
+        await writer.commit()  # rolls back itself if it fails
+        committed(results)
+
+    async def _in_session(
+        self, items: list[ItemT], committed: Callable[[list[ResultT]], None]
+    ) -> None:
+        def write(session: Session) -> list[ResultT]:
+            return self._written(session.connection(), items)
+
         async with self._sessionmaker() as session:
             try:
-                try:
-                    results = await self._write(session, items)
-                except Exception as exc:
-                    raise _WriteFailed() from exc
+                results = await session.run_sync(write)
                 await session.commit()
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -144,6 +181,12 @@ class GroupCommit(Generic[ItemT, ResultT]):
             # Answered as soon as committed: the connection's return to the pool (a
             # rollback, one more round trip on SQLite) is not the callers' to wait for.
             committed(results)
+
+    def _written(self, connection: Connection, items: list[ItemT]) -> list[ResultT]:
+        try:
+            return self._write(connection, items)
+        except Exception as exc:
+            raise _WriteFailed() from exc
 
 
 def _fail(group: list[_Pending[ItemT, ResultT]], exc: Exception) -> None:

@@ -172,7 +172,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             broker=broker,
             transfers=TransferHub(broker, settings),
             feed=feed,
-            file_inserts=file_inserts(db.sessionmaker, feed),
+            file_inserts=file_inserts(db, feed),
             streams=StreamLimiter(settings.max_streams_per_user),
             metrics=app.state.metrics,
             drain=drain,

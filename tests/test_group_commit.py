@@ -1,17 +1,29 @@
-"""Group commit on a real SQLite database: who shares a commit, and who sees which failure."""
+"""Group commit on a real SQLite database: who shares a commit, and who sees which failure,
+through the loop writer (loop_writes.py) and through the pool."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import anyio
 import pytest
-from sqlalchemy import Column, ForeignKey, Integer, MetaData, String, Table, insert, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    event,
+    insert,
+    select,
+)
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from filesvc.db import Database
 from filesvc.group_commit import GroupCommit
@@ -37,14 +49,50 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
     await database.dispose()
 
 
-def committer(db: Database, transactions: list[list[str]]) -> GroupCommit[tuple[str, int], str]:
-    async def write(session: AsyncSession, items: list[tuple[str, int]]) -> list[str]:
+Item = tuple[str, int]
+
+
+@pytest.fixture(params=["loop", "pool"])
+def path(request: pytest.FixtureRequest) -> str:
+    """Which way groups go when nothing else writes: the loop writer, or the pool only."""
+    return str(request.param)
+
+
+@pytest.fixture
+def pool_checkouts(db: Database) -> list[object]:
+    """Every connection taken from the engine's pool."""
+    taken: list[object] = []
+    event.listen(db.engine.sync_engine, "checkout", lambda *args: taken.append(args[0]))
+    return taken
+
+
+def make_committer(
+    db: Database, path: str, write: Callable[[Connection, list[Item]], list[str]]
+) -> GroupCommit[Item, str]:
+    return GroupCommit(db.sessionmaker, write, db.group_writer if path == "loop" else None)
+
+
+def committer(db: Database, path: str, transactions: list[list[str]]) -> GroupCommit[Item, str]:
+    def write(connection: Connection, items: list[Item]) -> list[str]:
         transactions.append([name for name, _ in items])
         for name, parent_id in items:
-            await session.execute(insert(children).values(name=name, parent_id=parent_id))
+            connection.execute(insert(children).values(name=name, parent_id=parent_id))
         return [f"stored {name}" for name, _ in items]
 
-    return GroupCommit(db.sessionmaker, write)
+    return make_committer(db, path, write)
+
+
+@contextlib.contextmanager
+def write_lock_held(db: Database) -> Iterator[None]:
+    """Another connection holds SQLite's write lock (a PATCH, another worker)."""
+    assert db.engine.url.database is not None
+    other = sqlite3.connect(db.engine.url.database, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
 
 
 async def stored(db: Database) -> list[str]:
@@ -52,9 +100,11 @@ async def stored(db: Database) -> list[str]:
         return sorted((await session.scalars(select(children.c.name))).all())
 
 
-async def test_concurrent_items_share_one_commit(db: Database) -> None:
+async def test_concurrent_items_share_one_commit(
+    db: Database, path: str, pool_checkouts: list[object]
+) -> None:
     transactions: list[list[str]] = []
-    group = committer(db, transactions)
+    group = committer(db, path, transactions)
     names = [f"n{i}" for i in range(10)]
 
     results = await asyncio.gather(*(group.run((name, 1)) for name in names))
@@ -62,12 +112,13 @@ async def test_concurrent_items_share_one_commit(db: Database) -> None:
     assert results == [f"stored {name}" for name in names]
     assert transactions == [names]  # all queued before the runner started: one transaction
     assert group.groups_committed == 1
+    assert len(pool_checkouts) == (0 if path == "loop" else 1)
     assert await stored(db) == sorted(names)
 
 
-async def test_items_arriving_during_a_commit_go_into_the_next(db: Database) -> None:
+async def test_items_arriving_during_a_commit_go_into_the_next(db: Database, path: str) -> None:
     transactions: list[list[str]] = []
-    group = committer(db, transactions)
+    group = committer(db, path, transactions)
     first = asyncio.ensure_future(group.run(("first", 1)))
     await asyncio.sleep(0)  # the runner has taken "first"
     later = [asyncio.ensure_future(group.run((f"later{i}", 1))) for i in range(3)]
@@ -78,12 +129,12 @@ async def test_items_arriving_during_a_commit_go_into_the_next(db: Database) -> 
     assert await stored(db) == ["first", "later0", "later1", "later2"]
 
 
-async def test_a_row_the_database_refuses_fails_only_its_own_item(db: Database) -> None:
+async def test_a_row_the_database_refuses_fails_only_its_own_item(db: Database, path: str) -> None:
     async with db.sessionmaker() as session:
         await session.execute(insert(children).values(name="taken", parent_id=1))
         await session.commit()
     transactions: list[list[str]] = []
-    group = committer(db, transactions)
+    group = committer(db, path, transactions)
 
     results = await asyncio.gather(
         group.run(("a", 1)), group.run(("taken", 1)), group.run(("b", 1)), return_exceptions=True
@@ -97,9 +148,9 @@ async def test_a_row_the_database_refuses_fails_only_its_own_item(db: Database) 
     assert await stored(db) == ["a", "b", "taken"]
 
 
-async def test_a_failing_commit_fails_every_item_of_the_group(db: Database) -> None:
+async def test_a_failing_commit_fails_every_item_of_the_group(db: Database, path: str) -> None:
     transactions: list[list[str]] = []
-    group = committer(db, transactions)
+    group = committer(db, path, transactions)
 
     # Parent 2 does not exist; the deferred foreign key fails the COMMIT of the group.
     results = await asyncio.gather(
@@ -114,29 +165,48 @@ async def test_a_failing_commit_fails_every_item_of_the_group(db: Database) -> N
     assert await stored(db) == ["c"]
 
 
-async def test_a_cancelled_caller_still_learns_that_its_row_committed(db: Database) -> None:
-    started, release = asyncio.Event(), asyncio.Event()
-
-    async def slow_write(session: AsyncSession, items: list[tuple[str, int]]) -> list[str]:
+def signalling_committer(db: Database, started: asyncio.Event) -> GroupCommit[Item, str]:
+    def write(connection: Connection, items: list[Item]) -> list[str]:
         started.set()
-        await release.wait()
         for name, parent_id in items:
-            await session.execute(insert(children).values(name=name, parent_id=parent_id))
+            connection.execute(insert(children).values(name=name, parent_id=parent_id))
         return ["stored" for _ in items]
 
-    group: GroupCommit[tuple[str, int], str] = GroupCommit(db.sessionmaker, slow_write)
+    return make_committer(db, "loop", write)
+
+
+async def test_a_held_write_lock_sends_the_group_through_the_pool(
+    db: Database, pool_checkouts: list[object]
+) -> None:
+    started = asyncio.Event()
+    group = signalling_committer(db, started)
+    with write_lock_held(db):
+        waiting = asyncio.gather(group.run(("a", 1)), group.run(("b", 1)))
+        await started.wait()  # the group is written; its INSERT waits for the lock
+        assert not waiting.done()
+    assert list(await waiting) == ["stored", "stored"]
+    assert len(pool_checkouts) == 1
+    # Once the lock is free, groups go through the loop writer again.
+    assert await group.run(("c", 1)) == "stored"
+    assert len(pool_checkouts) == 1
+    assert await stored(db) == ["a", "b", "c"]
+
+
+async def test_a_cancelled_caller_still_learns_that_its_row_committed(db: Database) -> None:
+    started = asyncio.Event()
+    group = signalling_committer(db, started)
     outcome: list[str] = []
 
     async def caller() -> None:
         outcome.append(await group.run(("kept", 1)))
         await asyncio.sleep(0)  # the cancellation arrives here, after the result
 
-    task = asyncio.ensure_future(caller())
-    await started.wait()
-    task.cancel()
-    await asyncio.sleep(0.01)
-    assert not task.done()  # waiting for the commit, not abandoning it
-    release.set()
+    with write_lock_held(db):  # the transaction waits for it
+        task = asyncio.ensure_future(caller())
+        await started.wait()
+        task.cancel()
+        await asyncio.sleep(0.01)
+        assert not task.done()  # waiting for the commit, not abandoning it
     with pytest.raises(asyncio.CancelledError):
         await task
 
@@ -146,16 +216,8 @@ async def test_a_cancelled_caller_still_learns_that_its_row_committed(db: Databa
 
 async def test_a_caller_in_a_cancelled_anyio_scope_waits_for_the_commit(db: Database) -> None:
     # anyio (Starlette's task groups) cancels every await of a cancelled scope again.
-    started, release = asyncio.Event(), asyncio.Event()
-
-    async def slow_write(session: AsyncSession, items: list[tuple[str, int]]) -> list[str]:
-        started.set()
-        await release.wait()
-        for name, parent_id in items:
-            await session.execute(insert(children).values(name=name, parent_id=parent_id))
-        return ["stored" for _ in items]
-
-    group: GroupCommit[tuple[str, int], str] = GroupCommit(db.sessionmaker, slow_write)
+    started = asyncio.Event()
+    group = signalling_committer(db, started)
     scope = anyio.CancelScope()
     outcome: list[str] = []
 
@@ -164,14 +226,34 @@ async def test_a_caller_in_a_cancelled_anyio_scope_waits_for_the_commit(db: Data
             outcome.append(await group.run(("kept", 1)))
             await anyio.sleep(10)  # cancelled here, after the result
 
-    task = asyncio.ensure_future(caller())
-    await started.wait()
-    scope.cancel()
-    await asyncio.sleep(0.05)
-    assert not task.done()
-    release.set()
+    with write_lock_held(db):
+        task = asyncio.ensure_future(caller())
+        await started.wait()
+        scope.cancel()
+        await asyncio.sleep(0.05)
+        assert not task.done()
     with contextlib.suppress(asyncio.CancelledError):
         await asyncio.wait_for(task, 5)
 
     assert outcome == ["stored"]
     assert await stored(db) == ["kept"]
+
+
+async def test_the_loop_writer_commits_as_durably_as_the_pool(db: Database) -> None:
+    assert db.group_writer is not None
+    connection = db.group_writer.begin()
+    assert connection is not None
+    try:
+        settings = {
+            name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+        }
+    finally:
+        db.group_writer.rollback()
+    # WAL fsynced at every COMMIT (2 = FULL), as the pool's; it never waits for the lock.
+    assert settings == {
+        "journal_mode": "wal",
+        "synchronous": 2,
+        "foreign_keys": 1,
+        "busy_timeout": 0,
+    }

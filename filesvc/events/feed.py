@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import ScalarSelect, Table, delete, func, insert, select
+from sqlalchemy import Connection, ScalarSelect, Table, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from filesvc.db import Database, utcnow
@@ -81,11 +81,9 @@ class FileFeed:
     ) -> list[FileEvent]:
         """Flush the session (the files' changes, ids and time stamps), then `insert`."""
         await session.flush()
-        return await self.insert(session, kind, files)
+        return await session.run_sync(lambda sync: self.insert(sync.connection(), kind, files))
 
-    async def insert(
-        self, session: AsyncSession, kind: str, files: Iterable[File]
-    ) -> list[FileEvent]:
+    def insert(self, connection: Connection, kind: str, files: Iterable[File]) -> list[FileEvent]:
         """Insert one event per file, in order, each with its id, in one statement, and
         trim the window; the files' rows must be written already. The caller commits,
         then publishes."""
@@ -104,11 +102,11 @@ class FileFeed:
         if not events:
             return events
         rows = [{column: getattr(event, column) for column in _EVENT_COLUMNS} for event in events]
-        for event, event_id in zip(events, await _inserted_ids(session, rows), strict=True):
+        for event, event_id in zip(events, _inserted_ids(connection, rows), strict=True):
             event.id = event_id
         outside = events[-1].id - self._window  # the newest id outside the window
         if outside - self._trimmed_through >= TRIM_BATCH:
-            await session.execute(delete(_EVENTS).where(_EVENTS.c.id <= outside))
+            connection.execute(delete(_EVENTS).where(_EVENTS.c.id <= outside))
             # If this transaction rolls back, the next trim takes these rows with its own.
             self._trimmed_through = outside
         return events
@@ -182,16 +180,16 @@ def _frame(event_id: int, kind: str, data_json: str) -> StreamEvent:
     return StreamEvent.of(str(event_id), kind, data_json, final=False)
 
 
-async def _inserted_ids(session: AsyncSession, rows: list[dict[str, Any]]) -> list[int]:
+def _inserted_ids(connection: Connection, rows: list[dict[str, Any]]) -> list[int]:
     """The ids of rows inserted in one statement, in the order of `rows`."""
-    if session.get_bind().dialect.name == "sqlite":
+    if connection.dialect.name == "sqlite":
         # SQLAlchemy runs an ordered RETURNING on SQLite one row per statement; one
         # statement numbers its rows in the order of its VALUES (the next rowid each, under
         # the one write lock), so the ids in ascending order are the rows' ids in order.
-        result = await session.execute(insert(_EVENTS).returning(_EVENTS.c.id), rows)
+        result = connection.execute(insert(_EVENTS).returning(_EVENTS.c.id), rows)
         return sorted(result.scalars())
     ordered = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
-    return list((await session.execute(ordered, rows)).scalars())
+    return list(connection.execute(ordered, rows).scalars())
 
 
 def _newest_id() -> ScalarSelect[int]:

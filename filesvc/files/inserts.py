@@ -15,11 +15,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnDefault, Table, insert, inspect
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import ColumnDefault, Connection, Table, insert, inspect
 from sqlalchemy.orm import make_transient_to_detached
 
-from filesvc.db import utcnow
+from filesvc.db import Database, utcnow
 from filesvc.events.feed import CREATED, FileFeed
 from filesvc.events.models import FileEvent
 from filesvc.files.models import File
@@ -63,22 +62,22 @@ def _row(file: File) -> dict[str, Any]:
     return {column: getattr(file, attribute) for attribute, column in _COLUMNS}
 
 
-async def insert_files(session: AsyncSession, files: list[File]) -> None:
+def insert_files(connection: Connection, files: list[File]) -> None:
     """INSERT the new files in one statement; they become detached objects, as after a
-    committed flush (loaded, with their identity), not pending ones of the session."""
+    committed flush (loaded, with their identity), not pending ones of a session."""
     now = utcnow()
     rows = [_row(complete(file, now)) for file in files]
-    await session.execute(insert(_FILES), rows)
+    connection.execute(insert(_FILES), rows)
     for file in files:
         make_transient_to_detached(file)
 
 
-def file_inserts(sessionmaker: async_sessionmaker[AsyncSession], feed: FileFeed) -> FileInserts:
-    async def write(session: AsyncSession, builds: list[Build]) -> list[Inserted]:
+def file_inserts(db: Database, feed: FileFeed) -> FileInserts:
+    def write(connection: Connection, builds: list[Build]) -> list[Inserted]:
         per_upload = [build() for build in builds]
         files = [file for rows in per_upload for file in rows]
-        await insert_files(session, files)
-        events = await feed.insert(session, CREATED, files)  # one event per file, in order
+        insert_files(connection, files)
+        events = feed.insert(connection, CREATED, files)  # one event per file, in order
         inserted: list[Inserted] = []
         start = 0
         for rows in per_upload:
@@ -86,4 +85,4 @@ def file_inserts(sessionmaker: async_sessionmaker[AsyncSession], feed: FileFeed)
             start += len(rows)
         return inserted
 
-    return GroupCommit(sessionmaker, write)
+    return GroupCommit(db.sessionmaker, write, db.group_writer)
