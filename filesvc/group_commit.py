@@ -16,8 +16,8 @@ ORM objects on each call and change nothing outside its transaction.
 
 `write` is synchronous: it runs the group's statements on a SQLAlchemy `Connection`. On
 SQLite that is the loop writer's (loop_writes.py): the statements run on the event loop
-and only the COMMIT in a thread. Otherwise, and when another connection holds SQLite's
-write lock, it is a pooled session's connection, driven through `run_sync`.
+and only the COMMIT in a thread. On PostgreSQL it is a pooled session's connection,
+driven through `run_sync`.
 """
 
 from __future__ import annotations
@@ -144,8 +144,8 @@ class GroupCommit(Generic[ItemT, ResultT]):
         self, items: list[ItemT], committed: Callable[[list[ResultT]], None]
     ) -> None:
         writer = self._loop_writer
-        if writer is not None and (connection := writer.begin()) is not None:
-            await self._on_loop(writer, connection, items, committed)
+        if writer is not None:
+            await self._on_loop(writer, await writer.begin(), items, committed)
         else:
             await self._in_session(items, committed)
 

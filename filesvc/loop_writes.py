@@ -11,9 +11,9 @@ of five under load), without the hops. Only the COMMIT, whose WAL fsync waits fo
 runs in a thread: one hop. Under load (4 KiB PUTs, 16 at a time) a group took about
 6.5 ms instead of 10 to 12.
 
-BEGIN IMMEDIATE does not wait either (busy_timeout 0): if another connection holds the
-write lock (a PATCH, a tus chunk, another worker's group), `begin` says so and the group
-goes through the pool, which waits for the lock in a thread as before.
+BEGIN IMMEDIATE does not block the loop either (busy_timeout 0): while another
+connection holds the write lock (a PATCH, a tus chunk, another worker's group), `begin`
+tries again every few milliseconds, and the loop serves other requests meanwhile.
 """
 
 from __future__ import annotations
@@ -26,10 +26,15 @@ from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.pool import StaticPool
 
-from filesvc.sqlite_pragmas import apply_pragmas
+from filesvc.sqlite_pragmas import BUSY_TIMEOUT_MS, apply_pragmas
 
 # What SQLite answers when another connection holds the lock BEGIN IMMEDIATE asks for.
 _LOCKED = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+# How soon BEGIN is tried again while the lock is held, doubling up to the maximum. SQLite's
+# own busy handler sleeps up to 100 ms between tries: a process that commits group after
+# group (another worker's group commit) took the lock again each time before it woke.
+RETRY_SECONDS = 0.0005
+MAX_RETRY_SECONDS = 0.002
 
 
 class SqliteLoopWriter:
@@ -39,17 +44,30 @@ class SqliteLoopWriter:
         self._path = path
         self._open: _Open | None = None
 
-    def begin(self) -> Connection | None:
-        """The connection, in a new write transaction; None if the lock is taken now."""
+    async def begin(self) -> Connection:
+        """The connection in a new write transaction, once the write lock is free.
+
+        While another connection holds it, BEGIN is tried again every few milliseconds
+        and the loop serves other requests meanwhile; after the pool's busy timeout it
+        fails as the pool's statements do ("database is locked")."""
         if self._open is None:
             self._open = _Open.connect(self._path)
-        try:
-            self._open.raw.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            if isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode in _LOCKED:
-                return None
-            raise _as_sqlalchemy_error("BEGIN IMMEDIATE", exc) from exc
-        return self._open.connection
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BUSY_TIMEOUT_MS / 1000
+        delay = RETRY_SECONDS
+        while True:
+            try:
+                self._open.raw.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                locked = isinstance(exc, sqlite3.OperationalError) and (
+                    exc.sqlite_errorcode in _LOCKED
+                )
+                if not locked or loop.time() >= deadline:
+                    raise _as_sqlalchemy_error("BEGIN IMMEDIATE", exc) from exc
+            else:
+                return self._open.connection
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_RETRY_SECONDS)
 
     async def commit(self) -> None:
         """COMMIT, with the WAL's fsync, in a thread; rolled back if it fails."""

@@ -172,24 +172,25 @@ def signalling_committer(db: Database, started: asyncio.Event) -> GroupCommit[It
             connection.execute(insert(children).values(name=name, parent_id=parent_id))
         return ["stored" for _ in items]
 
-    return make_committer(db, "loop", write)
+    # Through the pool, whose INSERT waits for a held write lock in a thread.
+    return make_committer(db, "pool", write)
 
 
-async def test_a_held_write_lock_sends_the_group_through_the_pool(
+async def test_a_held_write_lock_makes_the_loop_writer_wait_without_blocking_the_loop(
     db: Database, pool_checkouts: list[object]
 ) -> None:
-    started = asyncio.Event()
-    group = signalling_committer(db, started)
+    transactions: list[list[str]] = []
+    group = committer(db, "loop", transactions)
     with write_lock_held(db):
         waiting = asyncio.gather(group.run(("a", 1)), group.run(("b", 1)))
-        await started.wait()  # the group is written; its INSERT waits for the lock
+        for _ in range(20):  # the loop keeps serving: these sleeps end while it waits
+            await asyncio.sleep(0.001)
         assert not waiting.done()
-    assert list(await waiting) == ["stored", "stored"]
-    assert len(pool_checkouts) == 1
-    # Once the lock is free, groups go through the loop writer again.
-    assert await group.run(("c", 1)) == "stored"
-    assert len(pool_checkouts) == 1
-    assert await stored(db) == ["a", "b", "c"]
+        assert transactions == []  # nothing written before the lock is had
+    assert list(await waiting) == ["stored a", "stored b"]
+    assert transactions == [["a", "b"]]
+    assert pool_checkouts == []
+    assert await stored(db) == ["a", "b"]
 
 
 async def test_a_cancelled_caller_still_learns_that_its_row_committed(db: Database) -> None:
@@ -201,7 +202,7 @@ async def test_a_cancelled_caller_still_learns_that_its_row_committed(db: Databa
         outcome.append(await group.run(("kept", 1)))
         await asyncio.sleep(0)  # the cancellation arrives here, after the result
 
-    with write_lock_held(db):  # the transaction waits for it
+    with write_lock_held(db):  # the INSERT waits for it
         task = asyncio.ensure_future(caller())
         await started.wait()
         task.cancel()
@@ -241,8 +242,7 @@ async def test_a_caller_in_a_cancelled_anyio_scope_waits_for_the_commit(db: Data
 
 async def test_the_loop_writer_commits_as_durably_as_the_pool(db: Database) -> None:
     assert db.group_writer is not None
-    connection = db.group_writer.begin()
-    assert connection is not None
+    connection = await db.group_writer.begin()
     try:
         settings = {
             name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
