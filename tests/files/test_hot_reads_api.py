@@ -14,9 +14,8 @@ from fastapi import FastAPI
 
 from filesvc.config import Settings
 from filesvc.files.hot_reads import HotReads
-from filesvc.main import create_app
-from tests.conftest import Account, client_for
-from tests.files.conftest import RouterLog
+from tests.conftest import Account
+from tests.files.conftest import RouterLog, client_without
 from tests.files.helpers import PER_ANSWER, uploaded
 
 SMALL = os.urandom(4096)
@@ -159,11 +158,7 @@ async def test_small_share_link_downloads_are_answered_before_the_router(
 @pytest.fixture
 async def routes_only(settings: Settings, app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """The same service (database, storage, key) without the hot reads: only routes."""
-    plain = create_app(settings)
-    kept = [m for m in plain.user_middleware if m.cls is not HotReads]  # type: ignore[comparison-overlap]
-    assert len(kept) == len(plain.user_middleware) - 1
-    plain.user_middleware = kept
-    async with plain.router.lifespan_context(plain), client_for(plain) as client:
+    async with client_without(settings, HotReads) as client:
         yield client
 
 

@@ -17,7 +17,7 @@ from filesvc.config import Settings
 from filesvc.files.hot_uploads import HotUploads
 from filesvc.main import create_app
 from tests.conftest import Account, blob_files, client_for
-from tests.files.conftest import RouterLog
+from tests.files.conftest import RouterLog, client_without
 from tests.files.helpers import PER_ANSWER, file_ids, sha256
 from tests.scrape import value
 
@@ -169,11 +169,7 @@ async def limited(
 @pytest.fixture
 async def routes_only(settings: Settings, app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """The same limited service without the hot uploads: only routes."""
-    plain = create_app(settings.model_copy(update=LIMITS))
-    kept = [m for m in plain.user_middleware if m.cls is not HotUploads]  # type: ignore[comparison-overlap]
-    assert len(kept) == len(plain.user_middleware) - 1
-    plain.user_middleware = kept
-    async with plain.router.lifespan_context(plain), client_for(plain) as client:
+    async with client_without(settings.model_copy(update=LIMITS), HotUploads) as client:
         yield client
 
 
