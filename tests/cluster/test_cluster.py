@@ -199,17 +199,30 @@ def worker_pids(parent: int) -> list[int]:
     return sorted(found)
 
 
+def exited(pid: int) -> bool:
+    """Gone, or a zombie: either way its sockets are closed."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
 def kill_one(cluster: Cluster) -> tuple[int, str | None]:
-    """SIGKILL the second instance, or with one instance one of its workers: (pid, address)."""
+    """SIGKILL the second instance, or with one instance one of its workers: (pid, address).
+    Returns once it has exited: a request sent in that instant may still go out on one of
+    nginx's kept-alive connections to it, and a body already streamed cannot be resent."""
     instances = cluster.procs("filesvc-")
     if len(instances) > 1:
         victim = instances[-1]
-        os.kill(victim["pid"], signal.SIGKILL)
-        return victim["pid"], f"127.0.0.1:{victim['port']}"
-    workers = worker_pids(instances[0]["pid"])
-    assert len(workers) == cluster.topology.workers, workers
-    os.kill(workers[0], signal.SIGKILL)
-    return workers[0], None
+        pid, address = victim["pid"], f"127.0.0.1:{victim['port']}"
+    else:
+        workers = worker_pids(instances[0]["pid"])
+        assert len(workers) == cluster.topology.workers, workers
+        pid, address = workers[0], None
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: exited(pid), timeout=10, what=f"the killed process {pid} to exit")
+    return pid, address
 
 
 def all_files(client: httpx.Client) -> list[dict[str, Any]]:
