@@ -145,17 +145,17 @@ class GroupCommit(Generic[ItemT, ResultT]):
     ) -> None:
         writer = self._loop_writer
         if writer is not None:
-            await self._on_loop(writer, await writer.begin(), items, committed)
+            await self._on_loop(writer, items, committed)
         else:
             await self._in_session(items, committed)
 
     async def _on_loop(
         self,
         writer: SqliteLoopWriter,
-        connection: Connection,
         items: list[ItemT],
         committed: Callable[[list[ResultT]], None],
     ) -> None:
+        connection = await writer.begin()  # waits for a write lock held elsewhere
         try:
             results = self._written(connection, items)
         except BaseException:
