@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, create_engine
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.pool import StaticPool
 
+from filesvc import thread_jobs
 from filesvc.sqlite_pragmas import BUSY_TIMEOUT_MS, apply_pragmas
 
 # What SQLite answers when another connection holds the lock BEGIN IMMEDIATE asks for.
@@ -43,6 +45,8 @@ class SqliteLoopWriter:
     def __init__(self, path: str) -> None:
         self._path = path
         self._open: _Open | None = None
+        # The COMMITs' own thread: one at a time, and never behind other jobs.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="filesvc-commit")
 
     async def begin(self) -> Connection:
         """The connection in a new write transaction, once the write lock is free.
@@ -72,12 +76,12 @@ class SqliteLoopWriter:
     async def commit(self) -> None:
         """COMMIT, with the WAL's fsync, in a thread; rolled back if it fails."""
         open_ = self._connected()
-        done = asyncio.get_running_loop().run_in_executor(None, open_.raw.execute, "COMMIT")
+        running, outcome = thread_jobs.submit(self._thread, lambda: _commit(open_.raw))
         try:
-            await asyncio.shield(done)
+            await outcome
         except asyncio.CancelledError:
             # The COMMIT goes on in its thread: nothing else may use the connection first.
-            await asyncio.wait({done})
+            await thread_jobs.finished(running)
             self.rollback()
             raise
         except BaseException as exc:
@@ -94,6 +98,7 @@ class SqliteLoopWriter:
         open_.connection.rollback()
 
     def close(self) -> None:
+        self._thread.shutdown(wait=False)
         if self._open is not None:
             self._open.close()
             self._open = None
@@ -102,6 +107,10 @@ class SqliteLoopWriter:
         if self._open is None:
             raise RuntimeError("no transaction: begin() first")
         return self._open
+
+
+def _commit(raw: sqlite3.Connection) -> None:
+    raw.execute("COMMIT")
 
 
 def _as_sqlalchemy_error(statement: str, exc: sqlite3.Error) -> StatementError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
+from filesvc import loop_writes
 from filesvc.db import Database
 from filesvc.group_commit import GroupCommit
 
@@ -257,3 +259,39 @@ async def test_the_loop_writer_commits_as_durably_as_the_pool(db: Database) -> N
         "foreign_keys": 1,
         "busy_timeout": 0,
     }
+
+
+async def test_a_cancelled_commit_keeps_the_connection_until_its_thread_is_done(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The COMMIT cannot be stopped in its thread: until it returns, nothing else may use
+    # the connection (a ROLLBACK, the next group's BEGIN).
+    started, release = threading.Event(), threading.Event()
+    real_commit = loop_writes._commit
+
+    def slow_commit(raw: sqlite3.Connection) -> None:
+        started.set()
+        release.wait(5)
+        real_commit(raw)
+
+    monkeypatch.setattr(loop_writes, "_commit", slow_commit)
+    writer = db.group_writer
+    assert writer is not None
+    connection = await writer.begin()
+    connection.execute(insert(children).values(name="a", parent_id=1))
+    committing = asyncio.create_task(writer.commit())
+    assert await asyncio.to_thread(started.wait, 5)
+    committing.cancel()
+    for _ in range(20):  # the cancellation is delivered, and the task still waits
+        await asyncio.sleep(0.001)
+    assert not committing.done()
+
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await committing
+    # It committed in its thread, so the row is there; the connection is free again.
+    assert await stored(db) == ["a"]
+    connection = await writer.begin()
+    connection.execute(insert(children).values(name="b", parent_id=1))
+    await writer.commit()
+    assert await stored(db) == ["a", "b"]

@@ -31,6 +31,7 @@ import aiofiles
 import aiofiles.os
 from aiofiles.threadpool.binary import AsyncFileIO
 
+from filesvc import thread_jobs
 from filesvc.storage.base import (
     ByteRange,
     GetResult,
@@ -185,16 +186,16 @@ class LocalBlobWriter:
         # A cancelled await does not stop its worker thread. abort() waits for the job in
         # flight, so the fd is never closed under a write still in its thread (and its
         # number reused by another open) and a half-done commit can be undone.
-        self._busy: asyncio.Future[Any] | None = None
+        self._busy: thread_jobs.Job[Any] | None = None
         self._linked: Path | None = None  # visible, but commit() has not returned yet
 
     async def _run(self, job: Callable[[], T]) -> T:
-        if self._busy is not None and not self._busy.done():
+        if self._busy is not None:
             with contextlib.suppress(BaseException):  # a cancelled earlier call's job
-                await asyncio.shield(self._busy)
-        future = asyncio.get_running_loop().run_in_executor(_disk_pool, job)
-        self._busy = future
-        return await asyncio.shield(future)
+                await thread_jobs.finished(self._busy)
+        self._busy, outcome = thread_jobs.submit(_disk_pool, job)
+        result: T = await outcome
+        return result
 
     def _check_open(self) -> None:
         if self._closed:
@@ -297,8 +298,7 @@ class LocalBlobWriter:
     async def _abort(self) -> None:
         busy, self._busy = self._busy, None
         if busy is not None:
-            with contextlib.suppress(BaseException):  # its error is the one being reported
-                await busy
+            await thread_jobs.finished(busy)
         fd, self._fd = self._fd, None
         self._closed = True
         linked, self._linked = self._linked, None

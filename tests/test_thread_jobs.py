@@ -1,0 +1,110 @@
+"""Thread jobs awaited from the loop: the outcome reaches the caller, and a cancelled
+caller never abandons a job that is still running."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from filesvc import thread_jobs
+
+
+@pytest.fixture
+def executor() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        yield pool
+
+
+async def test_the_caller_gets_the_result_or_the_error(executor: ThreadPoolExecutor) -> None:
+    running, outcome = thread_jobs.submit(executor, lambda: threading.current_thread().name)
+    assert await outcome != threading.current_thread().name  # it ran in the pool
+    assert running.done()
+
+    def fails() -> None:
+        raise OSError("disk gone")
+
+    _, failing = thread_jobs.submit(executor, fails)
+    with pytest.raises(OSError, match="disk gone"):
+        await failing
+
+
+async def test_a_cancelled_caller_leaves_the_job_running_and_can_wait_for_it(
+    executor: ThreadPoolExecutor,
+) -> None:
+    started, release = threading.Event(), threading.Event()
+    ran_to_the_end: list[bool] = []
+
+    def job() -> None:
+        started.set()
+        release.wait(5)
+        ran_to_the_end.append(True)
+
+    running, outcome = thread_jobs.submit(executor, job)
+    waiting = asyncio.ensure_future(outcome)
+    assert await asyncio.to_thread(started.wait, 5)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert not running.done()  # the thread goes on
+
+    until_finished = asyncio.create_task(thread_jobs.finished(running))
+    for _ in range(20):
+        await asyncio.sleep(0.001)
+    assert not until_finished.done()
+    release.set()
+    await until_finished
+    assert ran_to_the_end == [True]
+
+
+async def test_cancelling_a_wait_for_the_job_does_not_cancel_it(
+    executor: ThreadPoolExecutor,
+) -> None:
+    started, release = threading.Event(), threading.Event()
+
+    def job() -> bool:
+        started.set()
+        return release.wait(5)
+
+    running, _ = thread_jobs.submit(executor, job)
+    assert await asyncio.to_thread(started.wait, 5)
+    until_finished = asyncio.create_task(thread_jobs.finished(running))
+    await asyncio.sleep(0.001)
+    until_finished.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await until_finished
+    release.set()
+    await thread_jobs.finished(running)
+    assert not running.cancelled()
+    assert running.result() is True
+
+
+async def test_an_error_nobody_awaits_any_more_is_not_reported_as_lost(
+    executor: ThreadPoolExecutor,
+) -> None:
+    # The error reached (or was meant for) the cancelled caller; asyncio must not also
+    # report it as "never retrieved" when the wait's future is collected.
+    reported: list[dict[str, object]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: reported.append(context))
+    release = threading.Event()
+
+    def fails() -> None:
+        release.wait(5)
+        raise OSError("reported elsewhere")
+
+    running, outcome = thread_jobs.submit(executor, fails)
+    waiting = asyncio.ensure_future(outcome)
+    await asyncio.sleep(0)
+    waiting.cancel()
+    until_finished = asyncio.create_task(thread_jobs.finished(running))
+    await asyncio.sleep(0)
+    release.set()
+    await until_finished
+    await asyncio.sleep(0)
+    del running, outcome, waiting, until_finished
+    gc.collect()
+    assert reported == []
