@@ -132,11 +132,17 @@ async def test_cancelled_write_keeps_its_fd_until_the_thread_is_done(
     assert all_files(storage) == []
 
 
+def open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("inline", [False, True], ids=["write-then-commit", "small-commit"])
 async def test_cancelled_commit_leaves_nothing(
-    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch, inline: bool
 ) -> None:
     # Cancelled after the link made the object visible: the caller sees a failure, so the
-    # object must go too.
+    # object must go too. A small body committed at once is linked on the loop and only
+    # its fsyncs run in the thread; the same holds.
     started, release = threading.Event(), threading.Event()
     real_fsync_dir = local._fsync_dir
     final = storage.local_path(KEY)
@@ -148,9 +154,13 @@ async def test_cancelled_commit_leaves_nothing(
         real_fsync_dir(path)
 
     monkeypatch.setattr(local, "_fsync_dir", slow_fsync_dir)
+    fds = open_fds()
     writer = await storage.open_writer(KEY)
-    await writer.write(b"data")
-    task = asyncio.create_task(writer.commit())
+    if inline:
+        task = asyncio.create_task(writer.commit_hashed([b"data"], hashlib.sha256(), None))
+    else:
+        await writer.write(b"data")
+        task = asyncio.create_task(writer.commit())
     assert await asyncio.to_thread(started.wait, 5)
     assert final.exists()
     task.cancel()
@@ -162,6 +172,7 @@ async def test_cancelled_commit_leaves_nothing(
     with pytest.raises(ObjectNotFound):
         await storage.head(KEY)
     assert all_files(storage) == []
+    assert open_fds() == fds
 
 
 def test_path_is_under_the_root_and_derived_from_the_key(tmp_path: Path) -> None:
@@ -315,6 +326,66 @@ async def test_a_refused_digest_commits_nothing(storage: LocalStorage) -> None:
     assert all_files(storage) == []
     with pytest.raises(StorageError, match="closed"):
         await writer.write(b"more")
+
+
+def record_threads(monkeypatch: pytest.MonkeyPatch) -> dict[str, set[str]]:
+    """The threads each of a commit's writes and fsyncs ran in."""
+    seen: dict[str, set[str]] = {"writev": set(), "fsync": set()}
+    real_writev_all, real_fsync = local._writev_all, os.fsync
+
+    def writev_all(fd: int, chunks: Sequence[bytes]) -> None:
+        seen["writev"].add(threading.current_thread().name)
+        real_writev_all(fd, chunks)
+
+    def fsync(fd: int) -> None:
+        seen["fsync"].add(threading.current_thread().name)
+        real_fsync(fd)
+
+    monkeypatch.setattr(local, "_writev_all", writev_all)
+    monkeypatch.setattr(os, "fsync", fsync)
+    return seen
+
+
+async def test_a_small_body_is_written_on_the_loop_and_made_durable_in_a_thread(
+    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop_thread = threading.current_thread().name
+    seen = record_threads(monkeypatch)
+    small = os.urandom(local.INLINE_BYTES)
+    writer = await storage.open_writer(KEY)
+    await writer.commit_hashed([small[:100], small[100:]], hashlib.sha256(), None)
+
+    assert seen["writev"] == {loop_thread}
+    assert seen["fsync"]
+    assert loop_thread not in seen["fsync"]
+    assert storage.local_path(KEY).read_bytes() == small
+    assert temp_files(storage) == []
+
+    # One byte more, or bytes written before the commit: all of it in the disk threads.
+    for first, rest in ([], [small + b"x"]), ([small[:10]], [small[10:]]):
+        seen["writev"].clear()
+        writer = await storage.open_writer(f"{KEY}-{len(first)}")
+        if first:
+            await writer.write_hashed(first, hashlib.sha256())
+        await writer.commit_hashed(rest, hashlib.sha256(), None)
+        assert seen["writev"]
+        assert loop_thread not in seen["writev"]
+
+
+async def test_a_small_body_with_a_refused_digest_leaves_nothing(storage: LocalStorage) -> None:
+    class Refused(Exception):
+        pass
+
+    def refuse(digest: str) -> None:
+        raise Refused()
+
+    fds = open_fds()
+    writer = await storage.open_writer(KEY)
+    with pytest.raises(Refused):
+        await writer.commit_hashed([b"small"], hashlib.sha256(), refuse)
+    assert all_files(storage) == []
+    assert temp_files(storage) == []
+    assert open_fds() == fds
 
 
 async def test_gc_can_tell_a_crashed_write_from_one_in_flight(tmp_path: Path) -> None:
