@@ -11,13 +11,16 @@ that a database driver or a download is waiting for. A small body committed at o
 to INLINE_BYTES) is written and linked on the loop, and only its fsyncs go to a thread.
 
 A writer holds an exclusive flock on its temp file until the object is linked, so `gc`
-(another process) can tell a temp file still being written from one left by a crash.
+(another process) can tell a temp file still being written from one left by a crash. A
+small commit's file has no name at all until it is linked (O_TMPFILE, where the file
+system has it): a crash leaves nothing, and there is no name to create, lock and unlink.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import os
 import uuid
@@ -220,12 +223,16 @@ class LocalBlobWriter:
         if self._closed:
             raise StorageError("writer is closed")
 
-    def _open_fd(self) -> int:
-        """In a job: the temp file's fd, made by the first job (O_EXCL, 0600, locked)."""
+    def _open_fd(self, unnamed: bool = False) -> int:
+        """The temp file's fd, made by the first job (O_EXCL, 0600, locked), or by a small
+        commit as a file with no name at all where the file system can (`unnamed`)."""
         if self._closed:
             raise StorageError("writer is closed")
         if self._fd is None:
-            self._tmp_path, self._fd = self._storage.make_temp_file()
+            fd = self._storage.make_unnamed_file() if unnamed else None
+            if fd is None:
+                self._tmp_path, fd = self._storage.make_temp_file()
+            self._fd = fd
         return self._fd
 
     async def write(self, data: bytes) -> None:
@@ -255,8 +262,8 @@ class LocalBlobWriter:
     ) -> ObjectMeta:
         self._check_open()
 
-        def write_and_link() -> tuple[int, _Linked]:
-            fd = self._open_fd()
+        def write_and_link(unnamed: bool = False) -> tuple[int, _Linked]:
+            fd = self._open_fd(unnamed)
             if hasher is not None:
                 for chunk in chunks:
                     hasher.update(chunk)
@@ -271,7 +278,7 @@ class LocalBlobWriter:
         try:
             with _os_errors(self.key):
                 if self._fd is None and sum(map(len, chunks)) <= INLINE_BYTES:
-                    fd, linked = write_and_link()  # on the loop: see INLINE_BYTES
+                    fd, linked = write_and_link(unnamed=True)  # on the loop: INLINE_BYTES
                     meta = await self._run(lambda: self._sync(fd, linked))
                 else:
                     meta = await self._run(job)
@@ -286,7 +293,13 @@ class LocalBlobWriter:
         the fd is closed if this fails, else by `_sync`."""
         self._fd = None
         self._closed = True
-        assert self._tmp_path is not None  # made with the fd
+        # An unnamed file (O_TMPFILE) is linked through its /proc/self/fd entry, followed:
+        # linkat(AT_SYMLINK_FOLLOW), which os.link asks for only given a directory fd
+        # (ignored for an absolute path).
+        if self._tmp_path is not None:
+            source, source_dir_fd = str(self._tmp_path), None
+        else:
+            source, source_dir_fd = f"/proc/self/fd/{fd}", fd
         dirs = self._storage.fan_out_dirs
         try:
             st = os.fstat(fd)
@@ -295,15 +308,16 @@ class LocalBlobWriter:
             try:
                 # link() rather than rename(): create-only, it never replaces an object.
                 try:
-                    os.link(self._tmp_path, final)
+                    os.link(source, final, src_dir_fd=source_dir_fd)
                 except FileNotFoundError:  # a known directory was removed meanwhile
                     dirs.forget(final.parent)
                     unsynced = dirs.make(final.parent)
-                    os.link(self._tmp_path, final)
+                    os.link(source, final, src_dir_fd=source_dir_fd)
             except FileExistsError:
                 raise ObjectAlreadyExists(self.key) from None
             self._linked = final
-            os.unlink(self._tmp_path)
+            if self._tmp_path is not None:
+                os.unlink(self._tmp_path)
         except BaseException:
             os.close(fd)  # only now: its lock keeps gc off the temp file until it is linked
             raise
@@ -403,6 +417,8 @@ class LocalStorage:
         self.root = root.resolve()
         self.tmp_dir = self.root / TMP_DIR_NAME
         self.fan_out_dirs = _FanOutDirs(self.root)
+        # Linking an unnamed file needs its /proc/self/fd entry.
+        self._unnamed_files = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
 
     def local_path(self, key: str) -> Path:
         validate_key(key)
@@ -415,6 +431,25 @@ class LocalStorage:
     async def open_writer(self, key: str) -> LocalBlobWriter:
         validate_key(key)
         return LocalBlobWriter(self, key)
+
+    def make_unnamed_file(self) -> int | None:
+        """A new file with no name yet (O_TMPFILE, 0600) in the temp directory, or None
+        where the file system or kernel has none. Nothing is left if the process dies
+        before it is linked, and no lock is needed to keep gc off it."""
+        if not self._unnamed_files:
+            return None
+        flags = os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC
+        try:
+            try:
+                return os.open(self.tmp_dir, flags, 0o600)
+            except FileNotFoundError:
+                self.tmp_dir.mkdir(parents=True, exist_ok=True)
+                return os.open(self.tmp_dir, flags, 0o600)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                raise
+        self._unnamed_files = False
+        return None
 
     def make_temp_file(self) -> tuple[Path, int]:
         """A new temp file (blocking): its path and an fd holding its lock."""

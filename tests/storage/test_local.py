@@ -388,6 +388,60 @@ async def test_a_small_body_with_a_refused_digest_leaves_nothing(storage: LocalS
     assert open_fds() == fds
 
 
+def record_opens(monkeypatch: pytest.MonkeyPatch, refuse_unnamed: bool = False) -> list[int]:
+    """The flags of every os.open; with `refuse_unnamed`, O_TMPFILE fails as on a file
+    system without it."""
+    flags_seen: list[int] = []
+    real_open = os.open
+
+    def recording(path: str, flags: int, mode: int = 0o777, **kwargs: int) -> int:
+        flags_seen.append(flags)
+        if refuse_unnamed and flags & os.O_TMPFILE == os.O_TMPFILE:
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+        return real_open(path, flags, mode, **kwargs)
+
+    monkeypatch.setattr(os, "open", recording)
+    return flags_seen
+
+
+def unnamed(flags_seen: list[int]) -> list[int]:
+    return [flags for flags in flags_seen if flags & os.O_TMPFILE == os.O_TMPFILE]
+
+
+async def test_a_small_commit_never_gives_its_file_a_temp_name(
+    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An unnamed file (O_TMPFILE) linked into place: if the process dies before, nothing
+    # is left for gc, and there is no temp name to create, lock and unlink.
+    await storage.check()  # makes the temp directory
+    flags_seen = record_opens(monkeypatch)
+    writer = await storage.open_writer(KEY)
+    await writer.commit_hashed([b"small"], hashlib.sha256(), None)
+
+    assert len(unnamed(flags_seen)) == 1
+    assert not [flags for flags in flags_seen if flags & os.O_CREAT]
+    path = storage.local_path(KEY)
+    assert path.read_bytes() == b"small"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.stat().st_nlink == 1
+    assert temp_files(storage) == []
+
+
+async def test_without_unnamed_files_a_small_commit_takes_a_temp_name(
+    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await storage.check()
+    flags_seen = record_opens(monkeypatch, refuse_unnamed=True)
+    for key in (KEY, f"{KEY}-2"):
+        writer = await storage.open_writer(key)
+        await writer.commit_hashed([key.encode()], hashlib.sha256(), None)
+        assert storage.local_path(key).read_bytes() == key.encode()
+
+    assert len(unnamed(flags_seen)) == 1  # tried once, then no more
+    assert len([flags for flags in flags_seen if flags & os.O_CREAT]) == 2
+    assert temp_files(storage) == []
+
+
 async def test_gc_can_tell_a_crashed_write_from_one_in_flight(tmp_path: Path) -> None:
     """A writer locks its temp file until the object is linked; a temp file left by a
     crash has no lock, so it can be discarded."""
