@@ -440,11 +440,7 @@ class LocalStorage:
             return None
         flags = os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC
         try:
-            try:
-                return os.open(self.tmp_dir, flags, 0o600)
-            except FileNotFoundError:
-                self.tmp_dir.mkdir(parents=True, exist_ok=True)
-                return os.open(self.tmp_dir, flags, 0o600)
+            return self._in_tmp_dir(lambda: os.open(self.tmp_dir, flags, 0o600))
         except OSError as exc:
             if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
                 raise
@@ -456,11 +452,15 @@ class LocalStorage:
         tmp_path = self.tmp_dir / f"{uuid4().hex}.part"
         # O_EXCL: created here or an error, never an existing file; 0600, locked.
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        return tmp_path, self._in_tmp_dir(lambda: _private_locked(str(tmp_path), flags))
+
+    def _in_tmp_dir(self, make: Callable[[], T]) -> T:
+        """`make` a file in the temp directory, making the directory first if it is gone."""
         try:
-            return tmp_path, _private_locked(str(tmp_path), flags)
+            return make()
         except FileNotFoundError:
             self.tmp_dir.mkdir(parents=True, exist_ok=True)
-            return tmp_path, _private_locked(str(tmp_path), flags)
+            return make()
 
     async def head(self, key: str) -> ObjectMeta:
         path = self.local_path(key)
