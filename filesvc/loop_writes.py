@@ -67,7 +67,7 @@ class SqliteLoopWriter:
                     exc.sqlite_errorcode in _LOCKED
                 )
                 if not locked or loop.time() >= deadline:
-                    raise _as_sqlalchemy_error("BEGIN IMMEDIATE", exc) from exc
+                    raise as_sqlalchemy_error("BEGIN IMMEDIATE", exc) from exc
             else:
                 return self._open.connection
             await asyncio.sleep(delay)
@@ -87,7 +87,7 @@ class SqliteLoopWriter:
         except BaseException as exc:
             self.rollback()
             if isinstance(exc, sqlite3.Error):
-                raise _as_sqlalchemy_error("COMMIT", exc) from exc
+                raise as_sqlalchemy_error("COMMIT", exc) from exc
             raise
         open_.connection.commit()  # ends SQLAlchemy's own (autocommit) transaction
 
@@ -113,8 +113,9 @@ def _commit(raw: sqlite3.Connection) -> None:
     raw.execute("COMMIT")
 
 
-def _as_sqlalchemy_error(statement: str, exc: sqlite3.Error) -> StatementError:
-    """The error as the engine's statements raise it (IntegrityError, OperationalError, …)."""
+def as_sqlalchemy_error(statement: str, exc: sqlite3.Error) -> StatementError:
+    """A `sqlite3` error as the engine's statements raise it (IntegrityError,
+    OperationalError, …)."""
     return DBAPIError.instance(statement, None, exc, sqlite3.Error)
 
 

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, ScalarSelect, Table, delete, func, insert, select
+from sqlalchemy import Connection, ScalarSelect, Table, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from filesvc.db import Database, utcnow
@@ -25,6 +25,7 @@ from filesvc.events.models import FileEvent
 from filesvc.files.access import can_read
 from filesvc.files.models import File, Visibility
 from filesvc.files.schemas import FileRead
+from filesvc.row_inserts import insert_rows_returning_ids
 from filesvc.transfers.broker import EventBroker, Subscription
 from filesvc.transfers.streams import StreamEvent, Watch
 from filesvc.users.models import User
@@ -102,7 +103,8 @@ class FileFeed:
         if not events:
             return events
         rows = [{column: getattr(event, column) for column in _EVENT_COLUMNS} for event in events]
-        for event, event_id in zip(events, _inserted_ids(connection, rows), strict=True):
+        ids = insert_rows_returning_ids(connection, _EVENTS, rows)
+        for event, event_id in zip(events, ids, strict=True):
             event.id = event_id
         outside = events[-1].id - self._window  # the newest id outside the window
         if outside - self._trimmed_through >= TRIM_BATCH:
@@ -178,18 +180,6 @@ class FileWatch:
 @functools.lru_cache(maxsize=256)
 def _frame(event_id: int, kind: str, data_json: str) -> StreamEvent:
     return StreamEvent.of(str(event_id), kind, data_json, final=False)
-
-
-def _inserted_ids(connection: Connection, rows: list[dict[str, Any]]) -> list[int]:
-    """The ids of rows inserted in one statement, in the order of `rows`."""
-    if connection.dialect.name == "sqlite":
-        # SQLAlchemy runs an ordered RETURNING on SQLite one row per statement; one
-        # statement numbers its rows in the order of its VALUES (the next rowid each, under
-        # the one write lock), so the ids in ascending order are the rows' ids in order.
-        result = connection.execute(insert(_EVENTS).returning(_EVENTS.c.id), rows)
-        return sorted(result.scalars())
-    ordered = insert(_EVENTS).returning(_EVENTS.c.id, sort_by_parameter_order=True)
-    return list(connection.execute(ordered, rows).scalars())
 
 
 def _newest_id() -> ScalarSelect[int]:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnDefault, Connection, Table, insert, inspect
+from sqlalchemy import ColumnDefault, Connection, Table, inspect
 from sqlalchemy.orm import make_transient_to_detached
 
 from filesvc.db import Database, utcnow
@@ -23,6 +23,7 @@ from filesvc.events.feed import CREATED, FileFeed
 from filesvc.events.models import FileEvent
 from filesvc.files.models import File
 from filesvc.group_commit import GroupCommit
+from filesvc.row_inserts import insert_rows
 
 # Makes the rows of one upload; called again if its group is retried, so always new objects.
 Build = Callable[[], list[File]]
@@ -67,7 +68,7 @@ def insert_files(connection: Connection, files: list[File]) -> None:
     committed flush (loaded, with their identity), not pending ones of a session."""
     now = utcnow()
     rows = [_row(complete(file, now)) for file in files]
-    connection.execute(insert(_FILES), rows)
+    insert_rows(connection, _FILES, rows)
     for file in files:
         make_transient_to_detached(file)
 
