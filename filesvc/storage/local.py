@@ -80,7 +80,7 @@ def _os_errors(key: str) -> Iterator[None]:
         raise StorageError(f"local storage failed on {key!r}: {exc.strerror or exc}") from exc
 
 
-def _fsync_dir(path: Path) -> None:
+def _fsync_dir(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
@@ -92,36 +92,50 @@ class _FanOutDirs:
     """The fan-out directories known to exist durably, so a commit into one makes no
     system call for it. Bounded by the fan-out itself: 256 + 256² paths at most. A
     directory removed behind our back is found by the link that fails, which forgets it
-    and makes it again."""
+    and makes it again. Paths are strings: this runs on the loop for every small upload,
+    where pathlib's objects cost more than the set lookups."""
 
     def __init__(self, root: Path) -> None:
-        self._root = root
-        self._known: set[Path] = set()
+        self._root = str(root)
+        self._known: set[str] = set()
 
-    def make(self, path: Path) -> list[Path]:
+    def make(self, path: str) -> list[str]:
         """Make `path` and its missing parents under the root (without fsyncs); return the
         directories whose entries are not known to be durable yet: the ones to fsync after
         the blob's own fsync, before calling `synced`. Every commit into a directory not
         known yet fsyncs them, whoever made it: no 201 counts on another's fsync."""
-        unsynced: list[Path] = []
+        unsynced: list[str] = []
         current = path
         while current != self._root and current not in self._known:
-            unsynced.append(current.parent)
-            current = current.parent
+            current = os.path.dirname(current)
+            unsynced.append(current)
         if unsynced:
-            path.mkdir(parents=True, exist_ok=True)
+            _make_dirs(path)
         return unsynced
 
-    def synced(self, path: Path) -> None:
+    def synced(self, path: str) -> None:
         """`path` and its parents up to the root are durable now."""
         while path != self._root and path not in self._known:
             self._known.add(path)
-            path = path.parent
+            path = os.path.dirname(path)
 
-    def forget(self, path: Path) -> None:
+    def forget(self, path: str) -> None:
         while path != self._root:
             self._known.discard(path)
-            path = path.parent
+            path = os.path.dirname(path)
+
+
+def _make_dirs(path: str) -> None:
+    """mkdir -p: the directory first, its parents only if it has none (as Path.mkdir)."""
+    try:
+        os.mkdir(path)
+    except FileNotFoundError:
+        _make_dirs(os.path.dirname(path))
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(path)
+    except FileExistsError:
+        if not os.path.isdir(path):
+            raise
 
 
 def _private(path: str, flags: int) -> int:
@@ -180,7 +194,7 @@ def _writev_all(fd: int, chunks: Sequence[bytes]) -> None:
             first += 1
 
 
-def _unlink_if_present(path: Path) -> None:
+def _unlink_if_present(path: str | Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
 
@@ -188,8 +202,8 @@ def _unlink_if_present(path: Path) -> None:
 @dataclass(frozen=True, slots=True)
 class _Linked:
     stat: os.stat_result
-    path: Path
-    unsynced_dirs: list[Path]
+    path: str
+    unsynced_dirs: list[str]
 
 
 class LocalBlobWriter:
@@ -209,7 +223,7 @@ class LocalBlobWriter:
         # flight, so the fd is never closed under a write still in its thread (and its
         # number reused by another open) and a half-done commit can be undone.
         self._busy: thread_jobs.Job[Any] | None = None
-        self._linked: Path | None = None  # visible, but commit() has not returned yet
+        self._linked: str | None = None  # visible, but commit() has not returned yet
 
     async def _run(self, job: Callable[[], T]) -> T:
         if self._busy is not None:
@@ -303,15 +317,16 @@ class LocalBlobWriter:
         dirs = self._storage.fan_out_dirs
         try:
             st = os.fstat(fd)
-            final = self._storage.local_path(self.key)
-            unsynced = dirs.make(final.parent)
+            final = self._storage.object_path(self.key)
+            directory = os.path.dirname(final)
+            unsynced = dirs.make(directory)
             try:
                 # link() rather than rename(): create-only, it never replaces an object.
                 try:
                     os.link(source, final, src_dir_fd=source_dir_fd)
                 except FileNotFoundError:  # a known directory was removed meanwhile
-                    dirs.forget(final.parent)
-                    unsynced = dirs.make(final.parent)
+                    dirs.forget(directory)
+                    unsynced = dirs.make(directory)
                     os.link(source, final, src_dir_fd=source_dir_fd)
             except FileExistsError:
                 raise ObjectAlreadyExists(self.key) from None
@@ -334,10 +349,11 @@ class LocalBlobWriter:
             os.fsync(fd)
         finally:
             os.close(fd)
-        _fsync_dir(linked.path.parent)
-        for directory in linked.unsynced_dirs:
-            _fsync_dir(directory)
-        self._storage.fan_out_dirs.synced(linked.path.parent)
+        directory = os.path.dirname(linked.path)
+        _fsync_dir(directory)
+        for parent in linked.unsynced_dirs:
+            _fsync_dir(parent)
+        self._storage.fan_out_dirs.synced(directory)
         return _meta(self.key, linked.stat)
 
     async def abort(self) -> None:
@@ -415,18 +431,23 @@ class LocalStorage:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
+        self._root = str(self.root)
         self.tmp_dir = self.root / TMP_DIR_NAME
         self.fan_out_dirs = _FanOutDirs(self.root)
         # Linking an unnamed file needs its /proc/self/fd entry.
         self._unnamed_files = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
 
     def local_path(self, key: str) -> Path:
+        return Path(self.object_path(key))
+
+    def object_path(self, key: str) -> str:
+        """`local_path` as a string: what a commit links to, without pathlib's cost."""
         validate_key(key)
         # Two levels of fan-out keep directories small with millions of objects. Short keys
         # are padded so every object sits exactly three levels down, never where a fan-out
         # directory must go (key "ab" at ab/ab would block "abab…" at ab/ab/abab…).
         fan = key.ljust(4, "_")
-        return self.root / fan[:2] / fan[2:4] / key
+        return os.path.join(self._root, fan[:2], fan[2:4], key)
 
     async def open_writer(self, key: str) -> LocalBlobWriter:
         validate_key(key)

@@ -147,8 +147,8 @@ async def test_cancelled_commit_leaves_nothing(
     real_fsync_dir = local._fsync_dir
     final = storage.local_path(KEY)
 
-    def slow_fsync_dir(path: Path) -> None:
-        if path == final.parent:
+    def slow_fsync_dir(path: str | Path) -> None:
+        if Path(path) == final.parent:
             started.set()
             release.wait(5)
         real_fsync_dir(path)
@@ -481,8 +481,8 @@ def fsynced_dirs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
     synced: list[Path] = []
     real = local._fsync_dir
 
-    def recording(path: Path) -> None:
-        synced.append(path)
+    def recording(path: str | Path) -> None:
+        synced.append(Path(path))
         real(path)
 
     monkeypatch.setattr(local, "_fsync_dir", recording)
