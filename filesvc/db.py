@@ -21,6 +21,7 @@ from sqlalchemy.types import String, TypeDecorator
 
 from filesvc.ids import uuid4
 from filesvc.loop_writes import SqliteLoopWriter
+from filesvc.pg_writes import PostgresWriter
 from filesvc.point_reads import PointReads
 from filesvc.sqlite_pragmas import apply_pragmas
 
@@ -121,6 +122,13 @@ class Database:
             if self.engine.url.get_backend_name() == "sqlite" and path and path != ":memory:"
             else None
         )
+        # PostgreSQL: a group's rows in one statement on a connection of its own.
+        self.pg_writer = (
+            PostgresWriter(self.engine)
+            if self.engine.url.get_backend_name() == "postgresql"
+            and self.engine.url.get_driver_name() == "asyncpg"
+            else None
+        )
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -137,4 +145,6 @@ class Database:
         await self.point_reads.aclose()
         if self.group_writer is not None:
             self.group_writer.close()
+        if self.pg_writer is not None:
+            await self.pg_writer.close()
         await self.engine.dispose()

@@ -16,15 +16,18 @@ ORM objects on each call and change nothing outside its transaction.
 
 `write` is synchronous: it runs the group's statements on a SQLAlchemy `Connection`. On
 SQLite that is the loop writer's (loop_writes.py): the statements run on the event loop
-and only the COMMIT in a thread. On PostgreSQL it is a pooled session's connection,
-driven through `run_sync`.
+and only the COMMIT in a thread. Elsewhere it is a pooled session's connection, driven
+through `run_sync`. On PostgreSQL a group may instead be written by `statement`: one
+statement that is its own transaction (pg_writes.py), committed when it returns. It
+raises RowsRefused when the database refused the rows, so none of them exist and each item
+is tried again alone; any other error fails the group, as a failed COMMIT does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -38,6 +41,7 @@ from filesvc.loop_writes import SqliteLoopWriter
 ItemT = TypeVar("ItemT")
 ResultT = TypeVar("ResultT")
 Write = Callable[[Connection, list[ItemT]], list[ResultT]]
+Statement = Callable[[list[ItemT]], Awaitable[list[ResultT]]]
 # Bounds one transaction (and the time its jobs wait for each other).
 MAX_GROUP = 64
 
@@ -52,16 +56,23 @@ class _WriteFailed(Exception):
     """`write`, not the commit, failed: the group is rolled back and run one by one."""
 
 
+class RowsRefused(Exception):
+    """Raised by a `statement` (from the database's error) when the database refused the
+    group's rows: none were written."""
+
+
 class GroupCommit(Generic[ItemT, ResultT]):
     def __init__(
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         write: Write[ItemT, ResultT],
         loop_writer: SqliteLoopWriter | None = None,
+        statement: Statement[ItemT, ResultT] | None = None,
     ) -> None:
         self._sessionmaker = sessionmaker
         self._write = write
         self._loop_writer = loop_writer
+        self._statement = statement
         self._queue: list[_Pending[ItemT, ResultT]] = []
         self._runner: asyncio.Task[None] | None = None
         self.groups_committed = 0  # commits that held more than one item
@@ -144,10 +155,24 @@ class GroupCommit(Generic[ItemT, ResultT]):
         self, items: list[ItemT], committed: Callable[[list[ResultT]], None]
     ) -> None:
         writer = self._loop_writer
-        if writer is not None:
+        if self._statement is not None:
+            await self._in_one_statement(self._statement, items, committed)
+        elif writer is not None:
             await self._on_loop(writer, items, committed)
         else:
             await self._in_session(items, committed)
+
+    async def _in_one_statement(
+        self,
+        statement: Statement[ItemT, ResultT],
+        items: list[ItemT],
+        committed: Callable[[list[ResultT]], None],
+    ) -> None:
+        try:
+            results = await statement(items)
+        except RowsRefused as exc:
+            raise _WriteFailed() from exc.__cause__
+        committed(results)
 
     async def _on_loop(
         self,

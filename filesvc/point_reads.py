@@ -113,7 +113,7 @@ class _SqliteReader:
 POSTGRESQL_CONNECTIONS = 4
 # How a lost connection shows in asyncpg: the socket, the protocol's state, or the server
 # saying it goes away (administrator shutdown, crash, cancelled).
-_CONNECTION_LOST = (
+CONNECTION_LOST = (
     OSError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
@@ -122,6 +122,12 @@ _CONNECTION_LOST = (
 )
 # SQLAlchemy's own connect arguments, not asyncpg's.
 _SQLALCHEMY_ONLY = {"prepared_statement_cache_size", "prepared_statement_name_func"}
+
+
+def asyncpg_connect_args(engine: AsyncEngine) -> tuple[list[Any], dict[str, Any]]:
+    """What asyncpg.connect takes for the engine's database (host, user, ssl, …)."""
+    args, kwargs = engine.dialect.create_connect_args(engine.url)
+    return list(args), {k: v for k, v in kwargs.items() if k not in _SQLALCHEMY_ONLY}
 
 
 async def _decode_json(connection: asyncpg.Connection) -> None:
@@ -138,8 +144,7 @@ async def _keep_as_is(connection: asyncpg.Connection) -> None:
 
 class _PostgresqlReader:
     def __init__(self, engine: AsyncEngine) -> None:
-        args, kwargs = engine.dialect.create_connect_args(engine.url)
-        self._connect = (args, {k: v for k, v in kwargs.items() if k not in _SQLALCHEMY_ONLY})
+        self._connect = asyncpg_connect_args(engine)
         self._pool: asyncpg.Pool | None = None
         self._opening: asyncio.Lock | None = None
 
@@ -164,7 +169,7 @@ class _PostgresqlReader:
         assert isinstance(params, Sequence)
         try:
             row = await pool.fetchrow(sql, *params)
-        except _CONNECTION_LOST:
+        except CONNECTION_LOST:
             # A restart ends every connection: replace them all from now on. This read
             # takes the engine's pool, which pings before it lends.
             await pool.expire_connections()

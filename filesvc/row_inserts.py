@@ -8,7 +8,10 @@ statement, about a tenth of the event loop's time under 4 KiB uploads (py-spy). 
 each statement's text is made once per table and row count, and every value goes through
 the bind processor Core would apply to its column (enums, JSON, time stamps): the rows
 stored are the same, and a refused row raises the same error (IntegrityError, …).
-Anywhere else (PostgreSQL, an aiosqlite session) the rows go through Core.
+Anywhere else (PostgreSQL's sessions, an aiosqlite session) the rows go through Core.
+
+For PostgreSQL's one-statement groups (pg_writes.py) `unnest_insert` and `column_arrays`
+make an INSERT whose rows arrive as one array per column, bound the same way.
 """
 
 from __future__ import annotations
@@ -124,3 +127,28 @@ def _insert_sql(
     # Only the table's own quoted names and placeholders: every value is bound.
     table_name = quote.format_table(table)
     return f"INSERT INTO {table_name} ({names}) VALUES {values}{returning}"  # noqa: S608
+
+
+def unnest_insert(
+    dialect: Dialect, table: Table, columns: Sequence[str], first_parameter: int
+) -> str:
+    """PostgreSQL: an INSERT of `columns` whose rows come from one array parameter per
+    column ($first_parameter, …, see `column_arrays`), however many rows there are: one
+    statement text, prepared once."""
+    quote = dialect.identifier_preparer
+    names = ", ".join(quote.format_column(table.c[name]) for name in columns)
+    arrays = ", ".join(
+        f"${first_parameter + i}::{table.c[name].type.compile(dialect=dialect)}[]"
+        for i, name in enumerate(columns)
+    )
+    table_name = quote.format_table(table)
+    return f"INSERT INTO {table_name} ({names}) SELECT * FROM unnest({arrays})"  # noqa: S608
+
+
+def column_arrays(
+    dialect: Dialect, table: Table, columns: Sequence[str], rows: Sequence[Row]
+) -> list[list[Any]]:
+    """The parameters of `unnest_insert`: each column's values over the rows, each bound
+    as Core would bind it."""
+    bound = _bound(dialect, table, tuple(columns), rows)
+    return [list(values) for values in zip(*bound, strict=True)] if bound else [[] for _ in columns]

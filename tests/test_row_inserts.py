@@ -112,9 +112,7 @@ async def test_rows_are_stored_as_core_stores_them(db: Database) -> None:
 async def test_returned_ids_follow_the_rows(db: Database, way: Callable[..., Any]) -> None:
     await through_core(db, lambda c: row_inserts.insert_rows(c, things, rows("earlier", 3)))
 
-    ids = await way(
-        db, lambda c: row_inserts.insert_rows_returning_ids(c, things, rows("new", 7))
-    )
+    ids = await way(db, lambda c: row_inserts.insert_rows_returning_ids(c, things, rows("new", 7)))
 
     names = {row[0]: row[1] for row in stored(db)}
     assert [names[i] for i in ids] == [f"new{i}" for i in range(7)]

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Connection, ScalarSelect, Table, delete, func, select
+from sqlalchemy import Connection, Delete, ScalarSelect, Table, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from filesvc.db import Database, utcnow
@@ -37,7 +37,12 @@ REPLAY_BATCH = 500
 TRIM_BATCH = 256
 CREATED, UPDATED, DELETED = "file.created", "file.updated", "file.deleted"
 _EVENTS = cast(Table, FileEvent.__table__)
-_EVENT_COLUMNS = ("kind", "file_id", "owner_id", "visibility", "data", "created_at")
+EVENT_COLUMNS = ("kind", "file_id", "owner_id", "visibility", "data", "created_at")
+
+
+def event_row(event: FileEvent) -> dict[str, Any]:
+    """The columns an INSERT of `event` writes (its id is the database's)."""
+    return {column: getattr(event, column) for column in EVENT_COLUMNS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +93,24 @@ class FileFeed:
         """Insert one event per file, in order, each with its id, in one statement, and
         trim the window; the files' rows must be written already. The caller commits,
         then publishes."""
+        events = self.new_events(kind, files)
+        if not events:
+            return events
+        rows = [event_row(event) for event in events]
+        ids = insert_rows_returning_ids(connection, _EVENTS, rows)
+        for event, event_id in zip(events, ids, strict=True):
+            event.id = event_id
+        through = self.trim_due(events[-1].id)
+        if through is not None:
+            connection.execute(self.trim_statement(through))
+            # If this transaction rolls back, the next trim takes these rows with its own.
+            self.trimmed(through)
+        return events
+
+    def new_events(self, kind: str, files: Iterable[File]) -> list[FileEvent]:
+        """One event per file, in order, without ids yet (`insert` gives them theirs)."""
         now = utcnow()
-        events = [
+        return [
             FileEvent(
                 kind=kind,
                 file_id=file.id,
@@ -100,18 +121,18 @@ class FileFeed:
             )
             for file in files
         ]
-        if not events:
-            return events
-        rows = [{column: getattr(event, column) for column in _EVENT_COLUMNS} for event in events]
-        ids = insert_rows_returning_ids(connection, _EVENTS, rows)
-        for event, event_id in zip(events, ids, strict=True):
-            event.id = event_id
-        outside = events[-1].id - self._window  # the newest id outside the window
-        if outside - self._trimmed_through >= TRIM_BATCH:
-            connection.execute(delete(_EVENTS).where(_EVENTS.c.id <= outside))
-            # If this transaction rolls back, the next trim takes these rows with its own.
-            self._trimmed_through = outside
-        return events
+
+    def trim_due(self, newest_id: int) -> int | None:
+        """The id through which to delete events once `newest_id` is written, if a trim is
+        due (TRIM_BATCH of them have left the window since the last one)."""
+        outside = newest_id - self._window  # the newest id outside the window
+        return outside if outside - self._trimmed_through >= TRIM_BATCH else None
+
+    def trim_statement(self, through: int) -> Delete:
+        return delete(_EVENTS).where(_EVENTS.c.id <= through)
+
+    def trimmed(self, through: int) -> None:
+        self._trimmed_through = max(self._trimmed_through, through)
 
     async def publish(self, events: Iterable[FileEvent]) -> None:
         try:

@@ -11,26 +11,34 @@ objects returned to the route are as complete as flushed ones.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnDefault, Connection, Table, inspect
+import asyncpg
+from sqlalchemy import ColumnDefault, Connection, Dialect, Table, inspect
 from sqlalchemy.orm import make_transient_to_detached
 
 from filesvc.db import Database, utcnow
-from filesvc.events.feed import CREATED, FileFeed
+from filesvc.events.feed import CREATED, EVENT_COLUMNS, FileFeed, event_row
 from filesvc.events.models import FileEvent
 from filesvc.files.models import File
-from filesvc.group_commit import GroupCommit
-from filesvc.row_inserts import insert_rows
+from filesvc.group_commit import GroupCommit, RowsRefused, Statement
+from filesvc.pg_writes import PostgresWriter
+from filesvc.point_reads import CONNECTION_LOST
+from filesvc.row_inserts import column_arrays, insert_rows, unnest_insert
 
 # Makes the rows of one upload; called again if its group is retried, so always new objects.
 Build = Callable[[], list[File]]
 Inserted = tuple[list[File], list[FileEvent]]
 FileInserts = GroupCommit[Build, Inserted]
 
+logger = logging.getLogger(__name__)
+
 _FILES = cast(Table, File.__table__)
+_EVENTS = cast(Table, FileEvent.__table__)
+_LITERAL = {"literal_binds": True}
 # (attribute, column) of every mapped column: `meta` is the column "metadata".
 _COLUMNS = [(prop.key, prop.columns[0].key) for prop in inspect(File).column_attrs]
 
@@ -79,11 +87,69 @@ def file_inserts(db: Database, feed: FileFeed) -> FileInserts:
         files = [file for rows in per_upload for file in rows]
         insert_files(connection, files)
         events = feed.insert(connection, CREATED, files)  # one event per file, in order
-        inserted: list[Inserted] = []
-        start = 0
-        for rows in per_upload:
-            inserted.append((rows, events[start : start + len(rows)]))
-            start += len(rows)
-        return inserted
+        return _per_upload(per_upload, events)
 
-    return GroupCommit(db.sessionmaker, write, db.group_writer)
+    statement = None
+    if db.pg_writer is not None:
+        statement = _one_statement(db.pg_writer, db.engine.dialect, feed)
+    return GroupCommit(db.sessionmaker, write, db.group_writer, statement)
+
+
+def _per_upload(per_upload: list[list[File]], events: list[FileEvent]) -> list[Inserted]:
+    """Each upload's files with their events (in the order of all files)."""
+    inserted: list[Inserted] = []
+    start = 0
+    for rows in per_upload:
+        inserted.append((rows, events[start : start + len(rows)]))
+        start += len(rows)
+    return inserted
+
+
+def _one_statement(
+    writer: PostgresWriter, dialect: Dialect, feed: FileFeed
+) -> Statement[Build, Inserted]:
+    """PostgreSQL: a group's files and their events in one statement, committed as it
+    returns (pg_writes.py); the same rows as `write` makes through Core."""
+    file_columns = [column for _, column in _COLUMNS]
+    files_sql = unnest_insert(dialect, _FILES, file_columns, 1)
+    events_sql = unnest_insert(dialect, _EVENTS, EVENT_COLUMNS, len(file_columns) + 1)
+    sql = f"WITH new_files AS ({files_sql}) {events_sql} RETURNING file_id, id"
+
+    async def insert(builds: list[Build]) -> list[Inserted]:
+        per_upload = [build() for build in builds]
+        files = [file for rows in per_upload for file in rows]
+        now = utcnow()
+        rows = [_row(complete(file, now)) for file in files]
+        events = feed.new_events(CREATED, files)
+        arrays = column_arrays(dialect, _FILES, file_columns, rows)
+        arrays += column_arrays(dialect, _EVENTS, EVENT_COLUMNS, [event_row(e) for e in events])
+        try:
+            returned = await writer.fetch(sql, *arrays)
+        except asyncpg.PostgresError as exc:
+            if isinstance(exc, CONNECTION_LOST):
+                raise  # committed or not: unknown, so the whole group fails
+            raise RowsRefused() from exc  # the statement rolled back: nothing written
+        ids = {row["file_id"]: row["id"] for row in returned}
+        for event in events:
+            event.id = ids[event.file_id]
+        for file in files:
+            make_transient_to_detached(file)
+        await _trim(writer, dialect, feed, max(ids.values(), default=0))
+        return _per_upload(per_upload, events)
+
+    return insert
+
+
+async def _trim(writer: PostgresWriter, dialect: Dialect, feed: FileFeed, newest_id: int) -> None:
+    """Delete the events that left the replay window, if due; the group is committed
+    already, so a failure here only leaves them for the next trim."""
+    through = feed.trim_due(newest_id)
+    if through is None:
+        return
+    delete = feed.trim_statement(through)
+    try:
+        await writer.execute(str(delete.compile(dialect=dialect, compile_kwargs=_LITERAL)))
+    except Exception:
+        logger.warning("could not trim the file events", exc_info=True)
+    else:
+        feed.trimmed(through)
