@@ -9,11 +9,13 @@ string, with share-link tokens replaced (middleware.py).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("filesvc_request_id", default=None)
 # What the access line adds to its record (middleware.py), copied into its JSON object.
@@ -50,6 +52,64 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class TurnBatchedHandler(logging.StreamHandler[TextIO]):
+    """A stream handler (stderr) that writes the lines logged on an event loop during one
+    turn of it together, as the next turn starts: one write for the access lines of every
+    request answered in that turn, not one each. Each write is a system call on the busy
+    loop thread, which also lets the other threads take the GIL from it.
+
+    Warnings and errors, lines logged off the loop (other threads, no loop running) and
+    `flush()` (logging.shutdown calls it at exit) write at once, the waiting lines first.
+    A line waits for at most one turn of the loop."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__(stream if stream is not None else sys.stderr)
+        self._waiting: list[str] = []
+        self._flush_on: asyncio.AbstractEventLoop | None = None  # where a flush is due
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+            loop = _running_loop()
+            if loop is None or record.levelno >= logging.WARNING:
+                self._write([*self._take(), line])
+                return
+            if self._flush_on is not loop:
+                self._write(self._take())  # due on another loop, perhaps gone
+                loop.call_soon(self.flush)
+                self._flush_on = loop
+            self._waiting.append(line)
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._write(self._take())
+            self._flush_on = None
+        finally:
+            self.release()
+        super().flush()
+
+    def _take(self) -> list[str]:
+        lines, self._waiting = self._waiting, []
+        return lines
+
+    def _write(self, lines: list[str]) -> None:
+        if lines:
+            self.stream.write("".join(lines))
+            self.stream.flush()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def logging_config(log_format: str, level: str) -> dict[str, Any]:
     """A `logging.config.dictConfig` for the process; uvicorn applies it in every worker."""
     formatter: dict[str, Any] = (
@@ -61,7 +121,7 @@ def logging_config(log_format: str, level: str) -> dict[str, Any]:
         "formatters": {"filesvc": formatter},
         "handlers": {
             "stderr": {
-                "class": "logging.StreamHandler",
+                "()": TurnBatchedHandler,
                 "formatter": "filesvc",
                 "stream": "ext://sys.stderr",
             }

@@ -3,6 +3,7 @@ while a request is served, and no secrets."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -13,7 +14,12 @@ import httpx
 import pytest
 
 from filesvc.config import Settings
-from filesvc.observability.logs import TEXT_FORMAT, JsonFormatter, logging_config
+from filesvc.observability.logs import (
+    TEXT_FORMAT,
+    JsonFormatter,
+    TurnBatchedHandler,
+    logging_config,
+)
 from tests.conftest import Account, break_storage
 from tests.files.helpers import uploaded
 
@@ -93,3 +99,80 @@ def test_the_text_format_stays_the_default() -> None:
     assert Settings().log_format == "text"
     assert logging_config("text", "info")["formatters"]["filesvc"] == {"format": TEXT_FORMAT}
     assert logging_config("json", "info")["formatters"]["filesvc"] == {"()": JsonFormatter}
+
+
+class CountedWrites(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return super().write(text)
+
+
+def batched_logger() -> tuple[logging.Logger, TurnBatchedHandler, CountedWrites]:
+    stream = CountedWrites()
+    handler = TurnBatchedHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger = logging.getLogger(f"test.batched.{id(stream)}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    return logger, handler, stream
+
+
+async def test_lines_of_one_loop_turn_are_written_together_in_order() -> None:
+    logger, _, stream = batched_logger()
+
+    for n in range(3):
+        logger.info("line %d", n)
+    assert stream.writes == []  # until this turn of the loop ends
+    await asyncio.sleep(0)
+
+    assert stream.writes == ["INFO line 0\nINFO line 1\nINFO line 2\n"]
+    logger.info("next turn")
+    await asyncio.sleep(0)
+    assert stream.writes[1:] == ["INFO next turn\n"]
+
+
+async def test_a_warning_is_written_at_once_after_the_waiting_lines() -> None:
+    logger, _, stream = batched_logger()
+
+    logger.info("waiting")
+    logger.warning("now")
+
+    assert stream.getvalue() == "INFO waiting\nWARNING now\n"
+    await asyncio.sleep(0)
+    assert stream.getvalue() == "INFO waiting\nWARNING now\n"  # nothing twice
+
+
+async def test_lines_off_the_loop_and_a_flush_are_written_at_once() -> None:
+    logger, handler, stream = batched_logger()
+
+    logger.info("on the loop")
+    await asyncio.to_thread(logger.info, "in a thread")
+    assert stream.getvalue() == "INFO on the loop\nINFO in a thread\n"
+
+    logger.info("before shutdown")
+    handler.flush()  # logging.shutdown() at exit
+    assert stream.getvalue().endswith("INFO before shutdown\n")
+
+
+def test_a_line_left_by_a_loop_that_ended_is_not_lost() -> None:
+    logger, handler, stream = batched_logger()
+
+    async def log(message: str) -> None:
+        logger.info(message)
+
+    asyncio.run(log("last turn of a loop"))  # the loop closes before its next turn
+    logger.info("no loop")
+    asyncio.run(log("another loop"))
+
+    handler.flush()
+
+    assert stream.getvalue().splitlines() == [
+        "INFO last turn of a loop",
+        "INFO no loop",
+        "INFO another loop",
+    ]
