@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from pydantic import ValidationError
 from starlette.requests import ClientDisconnect, Request
@@ -82,7 +82,7 @@ class BlobSink:
         self.size = 0
         self._budget = budget
         self._hash = hashlib.sha256()
-        self._hashing = writer if isinstance(writer, HashingWriter) else None
+        self._hashing = _hashing_writer(writer)
         self._buffer: list[bytes] = []
         self._buffered = 0
         self._in_flight: asyncio.Future[None] | None = None
@@ -153,6 +153,18 @@ class BlobSink:
                 await self._wait_in_flight()
         finally:
             await self.writer.abort()
+
+
+# Whether each writer class is a HashingWriter: a runtime-checkable Protocol's isinstance
+# walks its members every time, a cost every upload would pay on the event loop.
+_HASHING_TYPES: dict[type, bool] = {}
+
+
+def _hashing_writer(writer: BlobWriter) -> HashingWriter | None:
+    hashing = _HASHING_TYPES.get(type(writer))
+    if hashing is None:
+        hashing = _HASHING_TYPES[type(writer)] = isinstance(writer, HashingWriter)
+    return cast(HashingWriter, writer) if hashing else None
 
 
 async def discard_blobs(storage: Storage, keys: Iterable[str]) -> None:
