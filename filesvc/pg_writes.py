@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from filesvc.group_commit import RowsRefused
 from filesvc.point_reads import CONNECTION_LOST, asyncpg_connect_args
 
 
@@ -26,17 +27,20 @@ class PostgresWriter:
         self._connection: asyncpg.Connection | None = None
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        """Run one statement (its own transaction) and return its rows once committed."""
+        """Run one statement (its own transaction) and return its rows once committed.
+
+        RowsRefused if PostgreSQL refused it: it rolled back whole. Any other error (the
+        connection lost, cancelled mid-statement) leaves its outcome unknown, and the next
+        call starts on a new connection."""
         connection = await self._connected()
         try:
             rows: list[asyncpg.Record] = await connection.fetch(sql, *args)
         except asyncpg.PostgresError as exc:
-            if isinstance(exc, CONNECTION_LOST):
-                self._forget()
+            if not isinstance(exc, CONNECTION_LOST):
+                raise RowsRefused() from exc
+            self._forget()
             raise
         except BaseException:
-            # Lost, or cancelled mid-statement (shutdown): whatever state the connection
-            # is in, the next call starts on a new one.
             self._forget()
             raise
         return rows

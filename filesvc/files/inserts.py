@@ -16,7 +16,6 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, cast
 
-import asyncpg
 from sqlalchemy import ColumnDefault, Connection, Dialect, Table, inspect
 from sqlalchemy.orm import make_transient_to_detached
 
@@ -24,9 +23,8 @@ from filesvc.db import Database, utcnow
 from filesvc.events.feed import CREATED, EVENT_COLUMNS, FileFeed, event_row
 from filesvc.events.models import FileEvent
 from filesvc.files.models import File
-from filesvc.group_commit import GroupCommit, RowsRefused, Statement
+from filesvc.group_commit import GroupCommit, Statement
 from filesvc.pg_writes import PostgresWriter
-from filesvc.point_reads import CONNECTION_LOST
 from filesvc.row_inserts import column_arrays, insert_rows, unnest_insert
 
 # Makes the rows of one upload; called again if its group is retried, so always new objects.
@@ -123,12 +121,7 @@ def _one_statement(
         events = feed.new_events(CREATED, files)
         arrays = column_arrays(dialect, _FILES, file_columns, rows)
         arrays += column_arrays(dialect, _EVENTS, EVENT_COLUMNS, [event_row(e) for e in events])
-        try:
-            returned = await writer.fetch(sql, *arrays)
-        except asyncpg.PostgresError as exc:
-            if isinstance(exc, CONNECTION_LOST):
-                raise  # committed or not: unknown, so the whole group fails
-            raise RowsRefused() from exc  # the statement rolled back: nothing written
+        returned = await writer.fetch(sql, *arrays)  # RowsRefused: each tried alone
         ids = {row["file_id"]: row["id"] for row in returned}
         for event in events:
             event.id = ids[event.file_id]
