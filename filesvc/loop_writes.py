@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, create_engine
@@ -46,7 +45,7 @@ class SqliteLoopWriter:
         self._path = path
         self._open: _Open | None = None
         # The COMMITs' own thread: one at a time, and never behind other jobs.
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="filesvc-commit")
+        self._thread = thread_jobs.JobThreads(1, "filesvc-commit")
 
     async def begin(self) -> Connection:
         """The connection in a new write transaction, once the write lock is free.
@@ -98,7 +97,7 @@ class SqliteLoopWriter:
         open_.connection.rollback()
 
     def close(self) -> None:
-        self._thread.shutdown(wait=False)
+        self._thread.shutdown()
         if self._open is not None:
             self._open.close()
             self._open = None

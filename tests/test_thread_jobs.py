@@ -7,7 +7,6 @@ import asyncio
 import gc
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -15,12 +14,13 @@ from filesvc import thread_jobs
 
 
 @pytest.fixture
-def executor() -> Iterator[ThreadPoolExecutor]:
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        yield pool
+def executor() -> Iterator[thread_jobs.JobThreads]:
+    threads = thread_jobs.JobThreads(2, "test-jobs")
+    yield threads
+    threads.shutdown()
 
 
-async def test_the_caller_gets_the_result_or_the_error(executor: ThreadPoolExecutor) -> None:
+async def test_the_caller_gets_the_result_or_the_error(executor: thread_jobs.JobThreads) -> None:
     running, outcome = thread_jobs.submit(executor, lambda: threading.current_thread().name)
     assert await outcome != threading.current_thread().name  # it ran in the pool
     assert running.done()
@@ -34,7 +34,7 @@ async def test_the_caller_gets_the_result_or_the_error(executor: ThreadPoolExecu
 
 
 async def test_a_cancelled_caller_leaves_the_job_running_and_can_wait_for_it(
-    executor: ThreadPoolExecutor,
+    executor: thread_jobs.JobThreads,
 ) -> None:
     started, release = threading.Event(), threading.Event()
     ran_to_the_end: list[bool] = []
@@ -62,7 +62,7 @@ async def test_a_cancelled_caller_leaves_the_job_running_and_can_wait_for_it(
 
 
 async def test_cancelling_a_wait_for_the_job_does_not_cancel_it(
-    executor: ThreadPoolExecutor,
+    executor: thread_jobs.JobThreads,
 ) -> None:
     started, release = threading.Event(), threading.Event()
 
@@ -79,12 +79,11 @@ async def test_cancelling_a_wait_for_the_job_does_not_cancel_it(
         await until_finished
     release.set()
     await thread_jobs.finished(running)
-    assert not running.cancelled()
-    assert running.result() is True
+    assert running.outcome.result() is True
 
 
 async def test_an_error_nobody_awaits_any_more_is_not_reported_as_lost(
-    executor: ThreadPoolExecutor,
+    executor: thread_jobs.JobThreads,
 ) -> None:
     # The error reached (or was meant for) the cancelled caller; asyncio must not also
     # report it as "never retrieved" when the wait's future is collected.
@@ -108,3 +107,33 @@ async def test_an_error_nobody_awaits_any_more_is_not_reported_as_lost(
     del running, outcome, waiting, until_finished
     gc.collect()
     assert reported == []
+
+
+async def test_threads_are_started_as_jobs_wait_and_reused_once_idle() -> None:
+    threads = thread_jobs.JobThreads(3, "test-jobs")
+    release, three_running = threading.Event(), threading.Event()
+    names: list[str] = []
+
+    def job() -> None:
+        names.append(threading.current_thread().name)
+        if len(names) == 3:
+            three_running.set()
+        release.wait(5)
+
+    # Four jobs at once: three threads (the limit) run three of them together; the fourth
+    # waits for one of them.
+    jobs = [threads.submit(job) for _ in range(4)]
+    assert await asyncio.to_thread(three_running.wait, 5)
+    assert len(names) == 3
+    assert len(set(names)) == 3
+    release.set()
+    for running in jobs:
+        await running.outcome
+    assert len(names) == 4
+    # Idle threads take the next jobs: no new one is started.
+    for _ in range(5):
+        await thread_jobs.run(threads, job)
+    assert len(set(names)) == 3
+    threads.shutdown()
+    with pytest.raises(RuntimeError):
+        threads.submit(job)

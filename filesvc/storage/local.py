@@ -25,7 +25,6 @@ import fcntl
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -67,8 +66,8 @@ READ_CHUNK = 1024 * 1024
 DISK_THREADS = 32
 # POSIX guarantees at least 16 buffers per writev; Linux takes 1024.
 IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
-# An executor, unlike an asyncio object, is not tied to one event loop.
-_disk_pool = ThreadPoolExecutor(max_workers=DISK_THREADS, thread_name_prefix="filesvc-disk")
+# Not tied to one event loop: each job hands its outcome to the loop that submitted it.
+_disk_pool = thread_jobs.JobThreads(DISK_THREADS, "filesvc-disk")
 
 
 @contextmanager
@@ -379,7 +378,7 @@ class LocalBlobWriter:
             if fd is not None:
                 os.close(fd)  # after the unlink: gc never sees it unlocked
 
-        await asyncio.get_running_loop().run_in_executor(_disk_pool, job)
+        await thread_jobs.run(_disk_pool, job)
 
 
 class _FileChunks:
