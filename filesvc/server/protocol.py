@@ -52,9 +52,10 @@ class _Deadlines(asyncio.Protocol):
         self._arm_head_timer()
 
     def data_received(self, data: bytes) -> None:
-        cycle = self._before_data()
+        waiting_for_head, cycle = self._between_requests(), self.cycle
         super().data_received(data)
-        self._after_data(cycle)
+        if waiting_for_head:
+            self._after_head_data(cycle)
 
     def pause_writing(self) -> None:
         super().pause_writing()
@@ -100,15 +101,16 @@ class _Deadlines(asyncio.Protocol):
         # abort, not close: close would wait to flush a buffer nobody reads.
         self.transport.abort()
 
-    def _before_data(self) -> Any:
-        if self._between_requests():
-            self._arm_head_timer()
-        return self.cycle
-
-    def _after_data(self, cycle_before: Any) -> None:
-        if self._head_timer is not None and self.cycle is not cycle_before:
-            self._head_timer.cancel()  # a new request's head is complete
+    def _after_head_data(self, cycle_before: Any) -> None:
+        """Bytes of a request head came in: the head is complete if they started a new
+        request, else its deadline runs from its first byte. Armed only then, not before
+        each head: nearly every head comes in one piece, and a timer made and cancelled
+        per request is work on the loop for nothing."""
+        if self.cycle is not cycle_before:  # a new request's head is complete
+            self._disarm(self._head_timer)
             self._head_timer = None
+        else:
+            self._arm_head_timer()
 
     def _on_pause_writing(self) -> None:
         if self._stall_timer is None:
