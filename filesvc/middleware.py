@@ -7,7 +7,6 @@ import logging
 import re
 import time
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from filesvc.errors import BodyTimeout
@@ -22,6 +21,7 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # active transfer while their body is sent.
 DIRECTION_STATE = "transfer_direction"
 _EVENT_STREAM = b"text/event-stream"
+_OWN_HEADERS = (b"x-request-id", b"x-process-time")
 
 
 class RequestContextMiddleware:
@@ -110,10 +110,21 @@ class RequestContextMiddleware:
             nonlocal status_code, sent, counted_in_flight, gauge_stream, gauge_download
             if message["type"] == "http.response.start":
                 status_code = message["status"]
-                headers = MutableHeaders(scope=message)
-                headers["x-request-id"] = request_id
-                headers["x-process-time"] = f"{time.perf_counter() - started:.6f}"
-                if headers.get("content-type", "").encode().startswith(_EVENT_STREAM):
+                content_type = b""
+                headers = []
+                # One pass over the raw pairs (MutableHeaders scans them per call).
+                for name, value in message.get("headers", ()):
+                    name = name.lower()
+                    if name == b"content-type":
+                        content_type = value
+                    elif name in _OWN_HEADERS:
+                        continue  # ours replace any the app set
+                    headers.append((name, value))
+                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                process_time = f"{time.perf_counter() - started:.6f}".encode()
+                headers.append((b"x-process-time", process_time))
+                message["headers"] = headers
+                if content_type.startswith(_EVENT_STREAM):
                     # A stream ends when its client leaves: a graceful stop does not wait.
                     counted_in_flight = False
                     drain.leave()
