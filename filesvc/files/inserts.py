@@ -20,7 +20,7 @@ from sqlalchemy import ColumnDefault, Connection, Dialect, Table, inspect
 from sqlalchemy.orm import make_transient_to_detached
 
 from filesvc.db import Database, utcnow
-from filesvc.events.feed import CREATED, EVENT_COLUMNS, FileFeed, event_row
+from filesvc.events.feed import CREATED, EVENT_COLUMNS, FileFeed, NewEvent, event_row
 from filesvc.events.models import FileEvent
 from filesvc.files.models import File
 from filesvc.group_commit import GroupCommit, Statement
@@ -29,7 +29,7 @@ from filesvc.row_inserts import column_arrays, insert_rows, unnest_insert
 
 # Makes the rows of one upload; called again if its group is retried, so always new objects.
 Build = Callable[[], list[File]]
-Inserted = tuple[list[File], list[FileEvent]]
+Inserted = tuple[list[File], list[NewEvent]]
 FileInserts = GroupCommit[Build, Inserted]
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def file_inserts(db: Database, feed: FileFeed) -> FileInserts:
     return GroupCommit(db.sessionmaker, write, db.group_writer, statement)
 
 
-def _per_upload(per_upload: list[list[File]], events: list[FileEvent]) -> list[Inserted]:
+def _per_upload(per_upload: list[list[File]], events: list[NewEvent]) -> list[Inserted]:
     """Each upload's files with their events (in the order of all files)."""
     inserted: list[Inserted] = []
     start = 0

@@ -62,6 +62,11 @@ class Subscription:
 class EventBroker(Protocol):
     async def publish(self, channel: str, message: str) -> None: ...
 
+    def may_have_subscribers(self, channel: str) -> bool:
+        """False only when a message published on `channel` now would reach no one, so a
+        publisher may skip making it."""
+        ...
+
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:
         """Messages published on `channel` from the moment this is entered."""
         ...
@@ -110,6 +115,9 @@ class LocalFanout:
     def subscribers(self) -> int:
         return sum(len(queues) for queues in self._queues.values())
 
+    def has_subscribers(self, channel: str) -> bool:
+        return channel in self._queues  # a channel's entry goes with its last subscriber
+
 
 class InProcessBroker:
     """Everything in this process's memory: right for one worker, and for tests."""
@@ -123,6 +131,9 @@ class InProcessBroker:
 
     async def publish(self, channel: str, message: str) -> None:
         self.fanout.deliver(channel, message)
+
+    def may_have_subscribers(self, channel: str) -> bool:
+        return self.fanout.has_subscribers(channel)
 
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:
         return self.fanout.subscribe(channel)
@@ -198,6 +209,9 @@ class RedisBroker:
 
     async def publish(self, channel: str, message: str) -> None:
         await self._redis.publish(self._prefix + "channel:" + channel, message)
+
+    def may_have_subscribers(self, channel: str) -> bool:
+        return True  # other processes' subscribers are not known here
 
     def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:
         return self.fanout.subscribe(channel)

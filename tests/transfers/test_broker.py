@@ -47,6 +47,22 @@ async def test_subscribers_get_messages_in_order(broker: EventBroker) -> None:
         assert await _next(other) == "for b"
 
 
+async def test_a_channel_may_have_subscribers_while_one_is_subscribed(
+    broker: EventBroker,
+) -> None:
+    # Publishers skip making messages for a channel nobody can hear; the in-process broker
+    # knows all of its subscribers, Redis's may be in other processes.
+    alone = isinstance(broker, InProcessBroker)
+    assert broker.may_have_subscribers("a") is not alone
+    async with broker.subscribe("a"):
+        assert broker.may_have_subscribers("a")
+        assert broker.may_have_subscribers("b") is not alone
+        async with broker.subscribe("a"):
+            assert broker.may_have_subscribers("a")
+        assert broker.may_have_subscribers("a")
+    assert broker.may_have_subscribers("a") is not alone
+
+
 async def test_a_slow_subscriber_loses_the_oldest(broker: EventBroker) -> None:
     async with broker.subscribe("slow") as messages, broker.subscribe("slow") as witness:
         published = [str(n) for n in range(QUEUE_MESSAGES + 10)] + ["last"]
