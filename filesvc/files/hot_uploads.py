@@ -17,6 +17,7 @@ token, or one refused (401, 403); a tracked upload (`X-Transfer-Id`, `?transfer_
 
 from __future__ import annotations
 
+import json
 from urllib.parse import parse_qsl
 
 from fastapi import status
@@ -31,7 +32,7 @@ from filesvc.deps import AppContext
 from filesvc.errors import handled_error_response
 from filesvc.files.models import Visibility
 from filesvc.files.router import store_raw_upload
-from filesvc.files.schemas import FileRead, file_url
+from filesvc.files.schemas import file_url
 from filesvc.middleware import DIRECTION_STATE
 from filesvc.transfers.dependencies import counted_upload
 from filesvc.transfers.service import UNTRACKED
@@ -81,14 +82,18 @@ class HotUploads:
         response: Response | None
         try:
             with counted_upload(context.metrics):
-                file = await store_raw_upload(request, context, user, UNTRACKED, name, visibility)
+                file, event = await store_raw_upload(
+                    request, context, user, UNTRACKED, name, visibility
+                )
         except Exception as exc:
             response = await handled_error_response(request, exc)
             if response is None:
                 raise  # unexpected: the server-error layer answers and logs it, as for a route
         else:
             response = Response(
-                FileRead.of(file).model_dump_json(),
+                # The route's FileRead of the file, made once already for its event (the
+                # same JSON as FileRead's own, without building and checking it again).
+                json.dumps(event.data, ensure_ascii=False, separators=(",", ":")),
                 status.HTTP_201_CREATED,
                 headers={"location": context.settings.absolute_url(file_url(file.id))},
                 media_type="application/json",

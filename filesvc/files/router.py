@@ -20,7 +20,7 @@ from filesvc.deps import (
     StorageDep,
 )
 from filesvc.errors import error_responses
-from filesvc.events.feed import DELETED, UPDATED, FileFeed
+from filesvc.events.feed import DELETED, UPDATED, FileFeed, NewEvent
 from filesvc.files import service
 from filesvc.files.dependencies import ChangeableFile, DownloadableFile, ReadableFile
 from filesvc.files.downloads import DOWNLOAD_RESPONSES, REDIRECT_RESPONSE, file_response
@@ -224,18 +224,19 @@ async def store_raw_upload(
     transfer: Tracker,
     name: str,
     visibility: Visibility | None,
-) -> File:
+) -> tuple[File, NewEvent]:
     """A raw upload's body stored and its row committed: the work of `PUT /raw/{name}`,
-    for its route and for the hot uploads (files/hot_uploads.py)."""
+    for its route and for the hot uploads (files/hot_uploads.py). Returns the file and its
+    `file.created` event, whose data is the file's FileRead."""
     storage = context.storage
     limits = await _new_upload_limits(context, user.id)
     blob = await receive_raw(request, storage, limits, name, transfer)
     async with _discard_on_failure(storage, [blob]):
-        [file], events = await context.file_inserts.run(
+        [file], [event] = await context.file_inserts.run(
             lambda: [service.new_file(user, blob, name=name, visibility=visibility)]
         )
-    await context.feed.publish(events)
-    return file
+    await context.feed.publish([event])
+    return file, event
 
 
 @router.put(
@@ -254,7 +255,7 @@ async def upload_raw_file(
     context: ContextDep,
     visibility: VisibilityQuery = None,
 ) -> FileRead:
-    file = await store_raw_upload(request, context, user, transfer, name, visibility)
+    file, _ = await store_raw_upload(request, context, user, transfer, name, visibility)
     response.headers["Location"] = context.settings.absolute_url(file_url(file.id))
     return await _completed(transfer, FileRead.of(file))
 
