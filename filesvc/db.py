@@ -19,7 +19,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.types import String, TypeDecorator
 
-from filesvc.ids import uuid4
+from filesvc.ids import uuid4_str
 from filesvc.loop_writes import SqliteLoopWriter
 from filesvc.pg_writes import PostgresWriter
 from filesvc.point_reads import PointReads
@@ -40,7 +40,7 @@ def utcnow() -> datetime:
 
 
 def new_id() -> str:
-    return str(uuid4())
+    return uuid4_str()
 
 
 class UTCDateTime(TypeDecorator[datetime]):

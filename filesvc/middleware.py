@@ -10,7 +10,7 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from filesvc.errors import BodyTimeout
-from filesvc.ids import uuid4
+from filesvc.ids import uuid4_hex
 from filesvc.observability.logs import REQUEST_ID
 from filesvc.observability.metrics import Metrics, route_label
 from filesvc.server.drain import Drain
@@ -72,7 +72,7 @@ class RequestContextMiddleware:
                 has_body = value != b"0"
             elif name == b"transfer-encoding":
                 has_body = True
-        request_id = request_id or uuid4().hex
+        request_id = request_id or uuid4_hex()
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
         context_token = REQUEST_ID.set(request_id)

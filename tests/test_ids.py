@@ -17,6 +17,18 @@ def test_ids_are_unique_version_4_uuids() -> None:
     assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in made)
 
 
+def test_hex_and_string_ids_are_version_4_uuids_as_the_uuid_module_writes_them() -> None:
+    hexes = [ids.uuid4_hex() for _ in range(2000)]
+    strings = [ids.uuid4_str() for _ in range(2000)]
+
+    assert len(set(hexes)) == len(hexes)
+    assert len(set(strings)) == len(strings)
+    for made in (*hexes, *strings):
+        parsed = uuid.UUID(made)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert made in (parsed.hex, str(parsed))
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_draws_from_a_pool_of_its_own() -> None:
     ids.uuid4()  # the parent's pool is filled

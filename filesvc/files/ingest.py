@@ -33,7 +33,7 @@ from filesvc.files.models import Visibility
 from filesvc.files.multipart import MultipartReader, PartData, PartEnd, PartStart
 from filesvc.files.names import resolve_content_type
 from filesvc.files.schemas import FileUpdate
-from filesvc.ids import uuid4
+from filesvc.ids import uuid4_hex
 from filesvc.storage.base import BlobWriter, HashingWriter, Storage
 
 # Bytes handed to the hashing and writing threads at a time: big enough that the thread
@@ -53,7 +53,7 @@ class Progress(Protocol):
 
 
 def new_storage_key() -> str:
-    return uuid4().hex
+    return uuid4_hex()
 
 
 @dataclass(frozen=True, slots=True)

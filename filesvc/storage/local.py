@@ -36,7 +36,7 @@ import aiofiles.os
 from aiofiles.threadpool.binary import AsyncFileIO
 
 from filesvc import thread_jobs
-from filesvc.ids import uuid4
+from filesvc.ids import uuid4_hex
 from filesvc.storage.base import (
     ByteRange,
     GetResult,
@@ -469,7 +469,7 @@ class LocalStorage:
 
     def make_temp_file(self) -> tuple[Path, int]:
         """A new temp file (blocking): its path and an fd holding its lock."""
-        tmp_path = self.tmp_dir / f"{uuid4().hex}.part"
+        tmp_path = self.tmp_dir / f"{uuid4_hex()}.part"
         # O_EXCL: created here or an error, never an existing file; 0600, locked.
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         return tmp_path, self._in_tmp_dir(lambda: _private_locked(str(tmp_path), flags))
