@@ -11,7 +11,7 @@ from filesvc import ids
 
 
 def test_ids_are_unique_version_4_uuids() -> None:
-    made = [ids.uuid4() for _ in range(3 * ids.POOL_BYTES // 16 + 5)]  # several pools
+    made = [uuid.UUID(ids.uuid4_hex()) for _ in range(3 * ids.POOL_BYTES // 16 + 5)]  # pools
 
     assert len(set(made)) == len(made)
     assert all(u.version == 4 and u.variant == uuid.RFC_4122 for u in made)
@@ -31,15 +31,15 @@ def test_hex_and_string_ids_are_version_4_uuids_as_the_uuid_module_writes_them()
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_child_draws_from_a_pool_of_its_own() -> None:
-    ids.uuid4()  # the parent's pool is filled
+    ids.uuid4_hex()  # the parent's pool is filled
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: its next id, then gone
-        os.write(write_end, ids.uuid4().bytes)
+        os.write(write_end, ids.uuid4_hex().encode())
         os._exit(0)
     os.close(write_end)
-    child = uuid.UUID(bytes=os.read(read_end, 16))
+    child = os.read(read_end, 32).decode()
     os.close(read_end)
     os.waitpid(pid, 0)
 
-    assert child != ids.uuid4()  # the same bytes if the pool had been inherited
+    assert child != ids.uuid4_hex()  # the same bytes if the pool had been inherited
