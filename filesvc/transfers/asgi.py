@@ -48,5 +48,11 @@ class TransferMiddleware:
                 await download.fail_with(exc)
             raise
         if download is not None and not download.finished:
-            # FileResponse stops quietly when it hears the client disconnect.
-            await download.fail_with(ClientGone())
+            if download.total is not None and download.bytes == download.total:
+                # Every byte went out, but the client left before the response's closing
+                # (empty) message, as curl does once it has Content-Length bytes, and the
+                # response stopped quietly on hearing it: the download is done.
+                await download.complete()
+            else:
+                # FileResponse and StreamingResponse stop quietly on a disconnect.
+                await download.fail_with(ClientGone())
