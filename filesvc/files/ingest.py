@@ -71,8 +71,8 @@ class BlobSink:
     The hash and the write of a batch run in threads (hashlib and file writes release the
     GIL), so parsing, hashing and writing use both cores. At most one batch is in flight,
     which keeps the writer's calls in order and memory bounded. A writer that writes in a
-    thread of its own (HashingWriter: local disk) hashes there too and takes the batch as
-    the list of chunks it is: one thread job per batch, no copy, and one job for a body
+    thread of its own (HashingWriter: local disk) takes the hash too, and the batch as the
+    list of chunks it is: one thread job per batch, no copy, and one job for a body
     of up to a batch (its bytes, the hash check and the commit; for a small body only its
     fsyncs, the rest on the loop: storage/local.py, INLINE_BYTES).
     """

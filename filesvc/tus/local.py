@@ -18,6 +18,7 @@ import aiofiles.os
 from filesvc.files.ingest import new_storage_key
 from filesvc.storage.base import StorageError
 from filesvc.storage.local import LocalStorage
+from filesvc.storage.writeback import Writeback
 from filesvc.tus.models import TusUpload
 from filesvc.tus.store import StorageState
 
@@ -65,6 +66,7 @@ class LocalChunk:
         self._fd: int | None = fd
         self._start = start
         self._key = key
+        self._writeback = Writeback(start)
         # One write at a time, each run to its end even if its awaiter is cancelled, so
         # the descriptor is never closed under a write still in its thread.
         self._busy: asyncio.Future[None] | None = None
@@ -85,7 +87,11 @@ class LocalChunk:
         return self._fd
 
     async def write(self, data: bytes) -> None:
-        await self._run(_write_all, self._open_fd(), data)
+        await self._run(self._write, self._open_fd(), data)
+
+    def _write(self, fd: int, data: bytes) -> None:
+        _write_all(fd, data)
+        self._writeback.wrote(fd, len(data))
 
     async def keep(self, *, final: bool) -> StorageState:
         await self._run(os.fsync, self._open_fd())

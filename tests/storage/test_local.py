@@ -8,6 +8,7 @@ import hashlib
 import os
 import stat
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -520,3 +521,59 @@ async def test_a_new_fan_out_directory_is_made_durable_once_known_or_not(
     await put(storage, first, b"again")
     assert storage.local_path(first).read_bytes() == b"again"
     assert synced == [leaf, top, storage.root]
+
+
+class _RecordingHasher:
+    """A SHA-256 that notes the threads it ran in."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self.threads: set[str] = set()
+
+    def update(self, data: bytes) -> None:
+        self.threads.add(threading.current_thread().name)
+        self._hash.update(data)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+async def test_a_batch_is_hashed_beside_its_write_and_whole_when_the_write_returns(
+    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = record_threads(monkeypatch)
+    hasher = _RecordingHasher()
+    chunks = [os.urandom(64 * 1024) for _ in range(16)]
+    writer = await storage.open_writer(KEY)
+    await writer.write_hashed(chunks, hasher)
+
+    assert hasher.hexdigest() == hashlib.sha256(b"".join(chunks)).hexdigest()
+    assert hasher.threads
+    assert seen["writev"]
+    assert hasher.threads.isdisjoint(seen["writev"])
+    await writer.commit_hashed([], hasher, None)
+    assert storage.local_path(KEY).read_bytes() == b"".join(chunks)
+
+
+async def test_a_failed_batch_write_waits_for_its_hash(
+    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashed = threading.Event()
+
+    class SlowHasher(_RecordingHasher):
+        def update(self, data: bytes) -> None:
+            time.sleep(0.2)  # still hashing long after the write failed
+            super().update(data)
+            hashed.set()
+
+    def fail(fd: int, chunks: Sequence[bytes]) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(local, "_writev_all", fail)
+    writer = await storage.open_writer(KEY)
+    with pytest.raises(StorageError):
+        await writer.write_hashed([b"abc"], SlowHasher())
+    # The hasher is the caller's again: nothing still runs on it.
+    assert hashed.is_set()
+    await writer.abort()
+    assert temp_files(storage) == []
