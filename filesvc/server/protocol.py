@@ -8,7 +8,8 @@ hold even when nothing fronts the service:
   stayed full for the send timeout (uvicorn's `send` otherwise waits in `drain()` for
   good: an event stream to a stalled client would never end).
 
-`filesvc serve` passes one of these classes as uvicorn's `http` setting.
+`filesvc serve` passes one of these classes as uvicorn's `http` setting. The httptools one
+also takes request bodies without uvicorn's two copies of every byte (body_chunks.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from filesvc.config import Settings
+from filesvc.server.body_chunks import ChunkedBody
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +128,8 @@ class _Deadlines(asyncio.Protocol):
         self._head_timer = self._stall_timer = None
 
 
-class HttpToolsWithDeadlines(_Deadlines, HttpToolsProtocol):
-    pass
+class HttpToolsWithDeadlines(_Deadlines, ChunkedBody, HttpToolsProtocol):
+    """Also hands request bodies to the app without uvicorn's copies (body_chunks.py)."""
 
 
 class H11WithDeadlines(_Deadlines, H11Protocol):

@@ -1,0 +1,181 @@
+"""Request bodies through filesvc's httptools protocol (server/body_chunks.py): every byte
+arrives, in order, as bytes, whether the app reads as fast as they come or lets them pile
+up past uvicorn's high-water mark; with a real uvicorn server and a raw socket."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import uvicorn
+from starlette.types import Receive, Scope, Send
+
+from filesvc.server import protocol
+from filesvc.server.body_chunks import BodyChunks
+
+DEADLINE = 10.0
+MIB = 1024 * 1024
+
+
+def test_body_chunks_hand_over_one_chunk_as_is_and_several_joined() -> None:
+    body = BodyChunks()
+    assert len(body) == 0
+    assert bytes(body) == b""
+    chunk = os.urandom(1000)
+    body += chunk
+    assert len(body) == 1000
+    assert bytes(body) is chunk  # no copy
+    body += b"abc"
+    assert len(body) == 1003
+    assert bytes(body) == chunk + b"abc"
+
+
+class DigestApp:
+    """Reads the whole body, pausing `pause` seconds after each read, and answers its
+    SHA-256 and how many reads it took; notes each body's type."""
+
+    def __init__(self, pause: float) -> None:
+        self.pause = pause
+        self.body_types: set[type] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "http"
+        digest, reads, more = hashlib.sha256(), 0, True
+        while more:
+            message = await receive()
+            assert message["type"] == "http.request"
+            self.body_types.add(type(message["body"]))
+            digest.update(message["body"])
+            reads += 1
+            more = message.get("more_body", False)
+            if self.pause:
+                await asyncio.sleep(self.pause)  # lets the socket's bytes pile up
+        answer = f"{digest.hexdigest()} {reads}".encode()
+        headers = [(b"content-length", str(len(answer)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+
+@asynccontextmanager
+async def serving(app: DigestApp) -> AsyncIterator[int]:
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        http=protocol.HttpToolsWithDeadlines,
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    # _serve, not serve: the test process keeps its own signal handlers.
+    task = asyncio.create_task(server._serve())
+    while not server.started:  # noqa: ASYNC110 (uvicorn offers a flag, no event)
+        await asyncio.sleep(0.01)
+    try:
+        yield server.servers[0].sockets[0].getsockname()[1]
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, DEADLINE)
+
+
+async def post(port: int, body: bytes, pieces: int) -> tuple[str, int]:
+    """POST `body` in `pieces` writes; the app's answer: the digest and its reads."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        head = f"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n"
+        writer.write(head.encode() + b"Connection: close\r\n\r\n")
+        step = -(-len(body) // pieces)
+        for start in range(0, len(body), step):
+            writer.write(body[start : start + step])
+            await writer.drain()
+        async with asyncio.timeout(DEADLINE):
+            response = await reader.read()  # to the end: the server closes after answering
+    finally:
+        writer.close()
+    head_part, _, answer = response.partition(b"\r\n\r\n")
+    assert head_part.startswith(b"HTTP/1.1 200 OK"), response[:200]
+    digest, reads = answer.decode().split()
+    return digest, int(reads)
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.05], ids=["reading-at-once", "reading-slowly"])
+async def test_every_byte_arrives_in_order_as_bytes(pause: float) -> None:
+    body = os.urandom(3 * MIB + 17)
+    app = DigestApp(pause)
+    async with serving(app) as port:
+        digest, reads = await post(port, body, pieces=48)
+    assert digest == hashlib.sha256(body).hexdigest()
+    assert app.body_types == {bytes}
+    assert reads >= 2
+
+
+class FakeTransport(asyncio.Transport):
+    """Just what the protocol asks of a transport."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.wrote = asyncio.Event()
+        self.reading = True
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += data
+        self.wrote.set()
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+async def test_pieces_that_came_before_a_read_arrive_joined_and_a_lone_one_as_it_came() -> None:
+    reads: list[bytes] = []
+    read_twice = asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        more = True
+        while more:
+            message = await receive()
+            reads.append(message["body"])
+            more = message["more_body"]
+            if len(reads) == 1:
+                read_twice.set()  # the test sends the last piece only now
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
+    server_state = uvicorn.server.ServerState()
+    connection = protocol.HttpToolsWithDeadlines(config, server_state, app_state={})
+    transport = FakeTransport()
+    connection.connection_made(transport)
+    first, second, last = os.urandom(1000), os.urandom(2000), os.urandom(3000)
+    connection.data_received(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 6000\r\n\r\n")
+    # Both before the app's first read: they wait together.
+    connection.data_received(first)
+    connection.data_received(second)
+    async with asyncio.timeout(DEADLINE):
+        await read_twice.wait()
+    connection.data_received(last)
+    async with asyncio.timeout(DEADLINE):
+        await transport.wrote.wait()
+    connection.connection_lost(None)
+
+    assert reads == [first + second, last]
+    assert [type(body) for body in reads] == [bytes, bytes]
+    assert transport.written.startswith(b"HTTP/1.1 204 ")
