@@ -2,8 +2,10 @@
 
 A chunk is written at the recorded offset (anything longer, left by a crash mid-chunk, is
 truncated first) and fsynced before its offset is committed, so the offset `HEAD` reports
-is always on disk. On completion the partial file is hard-linked into place as the blob,
-the same create-only move as LocalStorage's commit; no byte is copied.
+is always on disk; every 8 MiB written, the disk is asked to start writing them
+(storage/writeback.py), so that fsync finds little left. On completion the partial file
+is hard-linked into place as the blob, the same create-only move as LocalStorage's
+commit; no byte is copied.
 """
 
 from __future__ import annotations
