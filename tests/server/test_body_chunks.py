@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
 import uvicorn
@@ -16,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 
 from filesvc.server import protocol
 from filesvc.server.body_chunks import BodyChunks
+from tests.server.serving import serving
 
 DEADLINE = 10.0
 MIB = 1024 * 1024
@@ -60,29 +59,6 @@ class DigestApp:
         await send({"type": "http.response.body", "body": answer})
 
 
-@asynccontextmanager
-async def serving(app: DigestApp) -> AsyncIterator[int]:
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        http=protocol.HttpToolsWithDeadlines,
-        lifespan="off",
-        log_config=None,
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
-    # _serve, not serve: the test process keeps its own signal handlers.
-    task = asyncio.create_task(server._serve())
-    while not server.started:  # noqa: ASYNC110 (uvicorn offers a flag, no event)
-        await asyncio.sleep(0.01)
-    try:
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, DEADLINE)
-
-
 async def post(port: int, body: bytes, pieces: int) -> tuple[str, int]:
     """POST `body` in `pieces` writes; the app's answer: the digest and its reads."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -107,7 +83,7 @@ async def post(port: int, body: bytes, pieces: int) -> tuple[str, int]:
 async def test_every_byte_arrives_in_order_as_bytes(pause: float) -> None:
     body = os.urandom(3 * MIB + 17)
     app = DigestApp(pause)
-    async with serving(app) as port:
+    async with serving(app, protocol.HttpToolsWithDeadlines) as port:
         digest, reads = await post(port, body, pieces=48)
     assert digest == hashlib.sha256(body).hexdigest()
     assert app.body_types == {bytes}

@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
-import uvicorn
 from starlette.types import Message, Receive, Scope, Send
 
 from filesvc.server import protocol
+from tests.server.serving import serving
 
 HEADER_TIMEOUT = 0.5
 SEND_TIMEOUT = 0.5
@@ -58,26 +58,10 @@ async def server(
     monkeypatch.setenv("FILESVC_SEND_TIMEOUT_SECONDS", str(SEND_TIMEOUT))
     protocol._deadlines.cache_clear()
     app = EndlessApp()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        http=getattr(protocol, request.param),
-        lifespan="off",
-        log_config=None,
-        access_log=False,
-    )
-    uvicorn_server = uvicorn.Server(config)
-    # _serve, not serve: the test process keeps its own signal handlers.
-    task = asyncio.create_task(uvicorn_server._serve())
-    while not uvicorn_server.started:  # noqa: ASYNC110 (uvicorn offers a flag, no event)
-        await asyncio.sleep(0.01)
-    port: int = uvicorn_server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield port, app
+        async with serving(app, getattr(protocol, request.param)) as port:
+            yield port, app
     finally:
-        uvicorn_server.should_exit = True
-        await asyncio.wait_for(task, DEADLINE)
         protocol._deadlines.cache_clear()
 
 
