@@ -1,10 +1,10 @@
 """One chunk of a tus upload: socket bytes → progress counter → size check → hashes
 (the chunk's Upload-Checksum, the whole file's SHA-256) and the partial store's writer.
 
-As in files/ingest.py, bytes go in 1 MiB batches: the hashing and the write of a batch
-run in threads while the next batch arrives. A body cut off by the client is not an error
-here: what arrived is reported, and the service keeps it (or, with a checksum it cannot
-verify, drops it).
+As in files/ingest.py, bytes go in 1 MiB batches, never joined: the partial store's
+writer hashes and writes each in threads while the next batch arrives. A body cut off by
+the client is not an error here: what arrived is reported, and the service keeps it (or,
+with a checksum it cannot verify, drops it).
 """
 
 from __future__ import annotations
@@ -92,20 +92,13 @@ class _Batches:
         if self._lease.lost:
             raise UploadLocked("The upload's lease was lost; ask with HEAD and retry.")
         if self._buffered:
-            batch = b"".join(self._buffer)
-            self._buffer.clear()
+            # The chunks as they came, never joined: the writer takes them as they are.
+            batch, self._buffer = self._buffer, []
             self._buffered = 0
             self._in_flight = asyncio.ensure_future(self._store(batch))
 
-    async def _store(self, batch: bytes) -> None:
-        results = await asyncio.gather(
-            *(asyncio.to_thread(h.update, batch) for h in self._hashes),
-            self._writer.write(batch),
-            return_exceptions=True,
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
+    async def _store(self, batch: list[bytes]) -> None:
+        await self._writer.write(batch, self._hashes)
 
     async def wait(self) -> None:
         if self._in_flight is not None:

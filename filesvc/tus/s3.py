@@ -16,9 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from filesvc.storage.base import StorageError
+from filesvc.storage.base import Hasher, StorageError
 from filesvc.storage.s3 import S3Storage
 from filesvc.storage.s3_client import MiB, map_error
 from filesvc.tus.models import TusUpload
@@ -30,6 +31,12 @@ if TYPE_CHECKING:
 MIN_PART_SIZE = 5 * MiB
 MAX_PARTS = 10_000
 PARTS_IN_FLIGHT = 2
+
+
+def _hash_all(hashes: Sequence[Hasher], chunks: Sequence[bytes]) -> None:
+    for hash_ in hashes:
+        for chunk in chunks:
+            hash_.update(chunk)
 
 
 class S3Chunk:
@@ -48,9 +55,16 @@ class S3Chunk:
         self._buffered = len(tail)
         self._in_flight: list[asyncio.Future[list[Any]]] = []
 
-    async def write(self, data: bytes) -> None:
-        self._buffer.append(data)
-        self._buffered += len(data)
+    async def write(self, chunks: Sequence[bytes], hashes: Sequence[Hasher]) -> None:
+        hashing = asyncio.ensure_future(asyncio.to_thread(_hash_all, hashes, chunks))
+        try:
+            await self._append(chunks)
+        finally:
+            await asyncio.shield(hashing)  # the hashes are the caller's again only then
+
+    async def _append(self, chunks: Sequence[bytes]) -> None:
+        self._buffer += chunks
+        self._buffered += sum(map(len, chunks))
         if self._buffered >= self._part_size:
             await self._send_part(self._take())
 

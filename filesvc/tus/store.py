@@ -9,16 +9,20 @@ bytes of an upload that will never finish.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
-from filesvc.storage.base import Storage
+from filesvc.storage.base import Hasher, Storage
 from filesvc.tus.models import TusUpload
 
 StorageState = dict[str, Any]
 
 
 class ChunkWriter(Protocol):
-    async def write(self, data: bytes) -> None: ...
+    async def write(self, chunks: Sequence[bytes], hashes: Sequence[Hasher]) -> None:
+        """The next bytes, as the chunks they came in (one batch of about 1 MiB), and each
+        of `hashes` updated with them before this returns."""
+        ...
 
     async def keep(self, *, final: bool) -> StorageState:
         """Make every byte written durable; the upload's new storage state to commit."""

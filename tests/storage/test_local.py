@@ -65,7 +65,7 @@ async def test_failed_write_is_a_storage_error_and_abort_cleans_up(
 
     writer = await storage.open_writer(KEY)
     await writer.write(b"first chunk")
-    monkeypatch.setattr(local, "_writev_all", disk_full)
+    monkeypatch.setattr(local, "writev_all", disk_full)
 
     with pytest.raises(StorageError, match="No space left") as excinfo:
         await writer.write(b"second chunk")
@@ -97,7 +97,7 @@ async def test_cancelled_write_keeps_its_fd_until_the_thread_is_done(
     # the fd under it, the next open() could get the same number and receive the bytes.
     started, release, finished = threading.Event(), threading.Event(), threading.Event()
     still_our_file: list[bool] = []
-    real_writev_all = local._writev_all
+    real_writev_all = local.writev_all
 
     def slow_writev_all(fd: int, chunks: Sequence[bytes]) -> None:
         inode = os.fstat(fd).st_ino
@@ -109,7 +109,7 @@ async def test_cancelled_write_keeps_its_fd_until_the_thread_is_done(
         finally:
             finished.set()
 
-    monkeypatch.setattr(local, "_writev_all", slow_writev_all)
+    monkeypatch.setattr(local, "writev_all", slow_writev_all)
     writer = await storage.open_writer(KEY)
 
     async def upload() -> None:
@@ -332,7 +332,7 @@ async def test_a_refused_digest_commits_nothing(storage: LocalStorage) -> None:
 def record_threads(monkeypatch: pytest.MonkeyPatch) -> dict[str, set[str]]:
     """The threads each of a commit's writes and fsyncs ran in."""
     seen: dict[str, set[str]] = {"writev": set(), "fsync": set()}
-    real_writev_all, real_fsync = local._writev_all, os.fsync
+    real_writev_all, real_fsync = local.writev_all, os.fsync
 
     def writev_all(fd: int, chunks: Sequence[bytes]) -> None:
         seen["writev"].add(threading.current_thread().name)
@@ -342,7 +342,7 @@ def record_threads(monkeypatch: pytest.MonkeyPatch) -> dict[str, set[str]]:
         seen["fsync"].add(threading.current_thread().name)
         real_fsync(fd)
 
-    monkeypatch.setattr(local, "_writev_all", writev_all)
+    monkeypatch.setattr(local, "writev_all", writev_all)
     monkeypatch.setattr(os, "fsync", fsync)
     return seen
 
@@ -569,7 +569,7 @@ async def test_a_failed_batch_write_waits_for_its_hash(
     def fail(fd: int, chunks: Sequence[bytes]) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(local, "_writev_all", fail)
+    monkeypatch.setattr(local, "writev_all", fail)
     writer = await storage.open_writer(KEY)
     with pytest.raises(StorageError):
         await writer.write_hashed([b"abc"], SlowHasher())

@@ -92,9 +92,11 @@ async def test_a_resumed_tus_upload_hands_ranges_from_where_it_resumes(
     fd = os.open(path, os.O_RDWR)
     os.lseek(fd, start, os.SEEK_SET)
     chunk = LocalChunk(fd, start, "upload")
+    hasher = hashlib.sha256()
     for _ in range(9):
-        await chunk.write(b"b" * MIB)
+        await chunk.write([b"b" * (MIB // 2), b"b" * (MIB // 2)], [hasher])
     await chunk.keep(final=True)
 
     assert [(offset, length) for _, offset, length in handed] == [(start, WRITEBACK_BYTES)]
     assert path.read_bytes() == b"a" * start + b"b" * 9 * MIB
+    assert hasher.hexdigest() == hashlib.sha256(b"b" * 9 * MIB).hexdigest()
