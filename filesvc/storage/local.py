@@ -9,8 +9,8 @@ big file's pages are handed to the disk (writeback.py), so its fsync finds littl
 aiofiles would cost a thread hop per call (about seven for a small upload's commit) and
 has no writev; its default executor is the loop's six threads, shared with everything
 else, where a slow fsync would hold a thread that a database driver or a download is
-waiting for. A small body committed at once (up
-to INLINE_BYTES) is written and linked on the loop, and only its fsyncs go to a thread.
+waiting for. A small body committed at once (up to INLINE_BYTES) is written and linked on
+the loop, and only its fsyncs go to a thread.
 
 A writer holds an exclusive flock on its temp file until the object is linked, so `gc`
 (another process) can tell a temp file still being written from one left by a crash. A

@@ -95,10 +95,7 @@ class _Batches:
             # The chunks as they came, never joined: the writer takes them as they are.
             batch, self._buffer = self._buffer, []
             self._buffered = 0
-            self._in_flight = asyncio.ensure_future(self._store(batch))
-
-    async def _store(self, batch: list[bytes]) -> None:
-        await self._writer.write(batch, self._hashes)
+            self._in_flight = asyncio.ensure_future(self._writer.write(batch, self._hashes))
 
     async def wait(self) -> None:
         if self._in_flight is not None:
