@@ -131,6 +131,13 @@ class Hasher(Protocol):
     def hexdigest(self) -> str: ...
 
 
+def hash_chunks(hashers: Sequence[Hasher], chunks: Sequence[bytes]) -> None:
+    """Update each hasher with the chunks, in order (blocking: run it in a thread)."""
+    for hasher in hashers:
+        for chunk in chunks:
+            hasher.update(chunk)
+
+
 @runtime_checkable
 class HashingWriter(Protocol):
     """A BlobWriter whose writes are blocking calls in a worker thread. The upload's hash

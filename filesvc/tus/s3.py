@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from filesvc.storage.base import Hasher, StorageError
+from filesvc.storage.base import Hasher, StorageError, hash_chunks
 from filesvc.storage.s3 import S3Storage
 from filesvc.storage.s3_client import MiB, map_error
 from filesvc.tus.models import TusUpload
@@ -31,12 +31,6 @@ if TYPE_CHECKING:
 MIN_PART_SIZE = 5 * MiB
 MAX_PARTS = 10_000
 PARTS_IN_FLIGHT = 2
-
-
-def _hash_all(hashes: Sequence[Hasher], chunks: Sequence[bytes]) -> None:
-    for hash_ in hashes:
-        for chunk in chunks:
-            hash_.update(chunk)
 
 
 class S3Chunk:
@@ -56,7 +50,7 @@ class S3Chunk:
         self._in_flight: list[asyncio.Future[list[Any]]] = []
 
     async def write(self, chunks: Sequence[bytes], hashes: Sequence[Hasher]) -> None:
-        hashing = asyncio.ensure_future(asyncio.to_thread(_hash_all, hashes, chunks))
+        hashing = asyncio.ensure_future(asyncio.to_thread(hash_chunks, hashes, chunks))
         try:
             await self._append(chunks)
         finally:
