@@ -54,9 +54,11 @@ def free_warm_pages(directory: Path, size_bytes: int) -> None:
     after 5 s idle took 0.79-0.82 s and 0.42 system CPU-s; right after another 1 GiB write
     had been deleted, 0.59-0.64 s and 0.22-0.24. Without this, whichever case ran first in a
     round paid for the cold memory and the second reused what the first freed: dd went
-    first in two rounds of three and read 358-371 MB/s there, 1,371 MB/s when second. Every
-    case now starts from the same warm state, the one of a server whose page cache is in
-    steady use."""
+    first in two rounds of three and read 358-371 MB/s there, 1,371 MB/s when second. Now
+    each case takes pages that were in use a moment ago, as on a server whose page cache is
+    in steady use. It evens the cases out in `--uploads-only` runs. In a full `make bench`,
+    after the earlier parts have filled the page cache, it helps less (README, "Durable
+    writes")."""
     scratch = directory / "warm-pages.scratch"
     chunk = bytes(CHUNK)
     try:
@@ -65,6 +67,14 @@ def free_warm_pages(directory: Path, size_bytes: int) -> None:
                 out.write(chunk)
     finally:
         scratch.unlink(missing_ok=True)  # its dirty pages are dropped, never written out
+
+
+def ready_to_write(src: Path, scratch_dir: Path) -> None:
+    """What every measured write of `src` starts from: `src` in the page cache, no dirty
+    pages left by the run before, and warm free pages for the copy."""
+    warm_page_cache(src)
+    settle_disk()
+    free_warm_pages(scratch_dir, src.stat().st_size)
 
 
 def filesystem_type(path: Path) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 from tests.benchmarks.common import MIB, BenchError, log
 from tests.benchmarks.filesvc_server import FilesvcServer
 from tests.benchmarks.runner import MB
-from tests.benchmarks.transfers import free_warm_pages, settle_disk, warm_page_cache
+from tests.benchmarks.transfers import ready_to_write
 
 CHUNK_SIZES = {"tus_8mib": 8 * MIB, "tus_64mib": 64 * MIB}
 TARGET_RATIO = 0.80
@@ -97,9 +97,7 @@ def run_tus_bench(
         order = list(runs)
         order = order if run % 2 == 0 else order[::-1]
         for name in order:
-            warm_page_cache(src)
-            settle_disk()
-            free_warm_pages(work, src.stat().st_size)
+            ready_to_write(src, work)
             if name == "curl_t":
                 speed, file_id = server.upload_raw(src, sha256, work)
             else:

@@ -26,10 +26,8 @@ from tests.benchmarks.common import MIB, BenchError, log
 from tests.benchmarks.filesvc_server import FilesvcServer
 from tests.benchmarks.transfers import (
     CURL_MAX_TIME_S,
-    free_warm_pages,
     make_test_file,
-    settle_disk,
-    warm_page_cache,
+    ready_to_write,
 )
 
 MB = 1_000_000
@@ -146,9 +144,7 @@ def run_upload_bench(
         for run in range(repeat):
             order = ["dd", "filesvc_raw"] if run % 2 == 0 else ["filesvc_raw", "dd"]
             for case in [*order, "filesvc_64x1mib"]:
-                warm_page_cache(src)
-                settle_disk()
-                free_warm_pages(work, src.stat().st_size)
+                ready_to_write(src, work)
                 if case == "dd":
                     cost = dd_copy(src, work / "dd.out")
                 elif case == "filesvc_raw":
