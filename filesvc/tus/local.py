@@ -2,10 +2,10 @@
 
 A chunk is written at the recorded offset (anything longer, left by a crash mid-chunk, is
 truncated first) and fsynced before its offset is committed, so the offset `HEAD` reports
-is always on disk; every 8 MiB written, the disk is asked to start writing them
-(storage/writeback.py), so that fsync finds little left. On completion the partial file
-is hard-linked into place as the blob, the same create-only move as LocalStorage's
-commit; no byte is copied.
+is always on disk; every 8 MiB written, the disk is asked to start writing them, and
+every 64 MiB to flush them, in the background (storage/writeback.py), so that fsync finds
+little left. On completion the partial file is hard-linked into place as the blob, the
+same create-only move as LocalStorage's commit; no byte is copied.
 """
 
 from __future__ import annotations
@@ -88,9 +88,13 @@ class LocalChunk:
         await self._run(write_beside_hashing, self._open_fd(), chunks, hashes, self._writeback)
 
     async def keep(self, *, final: bool) -> StorageState:
-        await self._run(os.fsync, self._open_fd())
+        await self._run(self._sync, self._open_fd())
         await self._close()
         return {}
+
+    def _sync(self, fd: int) -> None:
+        self._writeback.settle()  # a failed background flush fails this chunk
+        os.fsync(fd)
 
     async def discard(self) -> None:
         await asyncio.shield(self._discard())
