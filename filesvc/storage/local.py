@@ -5,7 +5,7 @@ bytes to cost nothing. The upload writer does not: its work runs as whole jobs i
 thread pool (`_disk_pool`), one per 1 MiB batch (os.writev of the chunks as they came off
 the socket, never joined, while a second thread hashes them) and one for the commit (the
 last bytes, the hash check, fsync, link, fsync of the directory). Every 8 MiB written, a
-big file's pages are handed to the disk, and every 64 MiB flushed in the background
+big file's pages are handed to the disk, and every 16 MiB flushed in the background
 (writeback.py), so its fsync finds little left.
 aiofiles would cost a thread hop per call (about seven for a small upload's commit) and
 has no writev; its default executor is the loop's six threads, shared with everything

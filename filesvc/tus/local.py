@@ -3,7 +3,7 @@
 A chunk is written at the recorded offset (anything longer, left by a crash mid-chunk, is
 truncated first) and fsynced before its offset is committed, so the offset `HEAD` reports
 is always on disk; every 8 MiB written, the disk is asked to start writing them, and
-every 64 MiB to flush them, in the background (storage/writeback.py), so that fsync finds
+every 16 MiB to flush them, in the background (storage/writeback.py), so that fsync finds
 little left. On completion the partial file is hard-linked into place as the blob, the
 same create-only move as LocalStorage's commit; no byte is copied.
 """
