@@ -130,6 +130,7 @@ class SeaweedFS:
         (self.root / "data").mkdir(exist_ok=True)
         args = [
             self.binary,
+            "-logtostderr",  # into weed.log, not glog's files in /tmp
             "server",
             "-ip=127.0.0.1",
             "-ip.bind=127.0.0.1",
@@ -187,6 +188,14 @@ class SeaweedFS:
             return
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=STOP_DEADLINE)
+        self._remove_sockets()
+
+    def _remove_sockets(self) -> None:
+        """The Unix sockets weed makes beside its ports (/tmp/seaweedfs-<service>-<port>.sock,
+        some with no flag to move them) and only removes on a clean stop."""
+        for port in self.ports.values():
+            for path in Path("/tmp").glob(f"seaweedfs-*-{port}.sock"):
+                path.unlink(missing_ok=True)
 
     def create_bucket(self) -> str:
         """An empty bucket: a new one, or one a finished test gave back."""
