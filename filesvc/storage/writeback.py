@@ -37,7 +37,7 @@ from collections.abc import Callable
 WRITEBACK_BYTES = 8 * 1024 * 1024
 # Past this many bytes since the last flush, the file is flushed again in the background;
 # never for a file smaller. Measured here (`make bench --tus-only`): 16 MiB left a 64 MiB
-# tus chunk's fsync the least to flush (353-426 MB/s, against 270 with none, 259-287 with
+# tus chunk's fsync the least to flush (353-426 MB/s, against 266-282 with none, 257-287 with
 # 64 MiB and 323-357 with 8 MiB, whose flushes hold up the writes more often), and a 1 GiB
 # upload as fast as any (402-498 MB/s).
 FLUSH_BYTES = 16 * 1024 * 1024
