@@ -92,7 +92,11 @@ class Writeback:
                 _sync_file_range(fd, self._start, self._end - self._start, _SYNC_FILE_RANGE_WRITE)
             self._start = self._end
         if self._end - self._flushed >= FLUSH_BYTES and self._flush_done():
-            self._flushing = _flush_threads.submit(_flush, os.dup(fd))
+            try:
+                own = os.dup(fd)
+            except OSError:  # out of descriptors: the closing fsync flushes it all anyway
+                return
+            self._flushing = _flush_threads.submit(_flush, own)
             self._flushed = self._end
 
     def _flush_done(self) -> bool:
