@@ -8,14 +8,23 @@ byte in the loop's thread. `BodyChunks` stands in for that bytearray: it keeps t
 as they came, so `bytes()` of it is the one chunk itself when the app reads as fast as
 bytes come, and one join of the few that waited otherwise.
 
-`on_body` puts one in place whenever the cycle's body is empty; uvicorn's own code does
-the rest unchanged (`+=`, `len` against its high-water mark, `bytes`, then a new empty
-bytearray once read).
+`on_body` is uvicorn's own with two changes. It puts a BodyChunks in place whenever the
+cycle's body is empty (uvicorn's `receive` does the rest unchanged: `bytes`, then a new
+empty bytearray once read). And it stops reading the socket at BODY_HIGH_WATER bytes
+waiting, not at uvicorn's 64 KiB: uvloop reads up to 256 KiB at a time, so the socket was
+paused after every read and resumed by the app's next `receive`, each read costing two
+epoll changes, an app wakeup and a `receive` through every middleware. With room for a
+batch of the upload path (files/ingest.py, 1 MiB), a body that arrives faster than the
+app takes it is read on, and the app takes what waited as one message.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+# Bytes received and not yet read by the app at which the socket stops being read: the
+# most a connection holds beyond one read (256 KiB). The upload path's batch size.
+BODY_HIGH_WATER = 1024 * 1024
 
 
 class BodyChunks:
@@ -42,12 +51,21 @@ class BodyChunks:
 
 
 class ChunkedBody:
-    """Mixed in before uvicorn's HttpToolsProtocol (`super()` is that class)."""
+    """Mixed in before uvicorn's HttpToolsProtocol, whose attributes these are."""
 
     cycle: Any
+    parser: Any
+    flow: Any
 
     def on_body(self, body: bytes) -> None:
+        """uvicorn's own `on_body`, with BodyChunks and BODY_HIGH_WATER."""
         cycle = self.cycle
+        upgrade = self.parser.should_upgrade() and self._should_upgrade()  # type: ignore[attr-defined]
+        if upgrade or cycle.response_complete:
+            return
         if not cycle.body:  # uvicorn's empty bytearray, new for every read
             cycle.body = BodyChunks()
-        super().on_body(body)  # type: ignore[misc]
+        cycle.body += body
+        if len(cycle.body) > BODY_HIGH_WATER:
+            self.flow.pause_reading()
+        cycle.message_event.set()

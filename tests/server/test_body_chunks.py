@@ -1,6 +1,7 @@
 """Request bodies through filesvc's httptools protocol (server/body_chunks.py): every byte
 arrives, in order, as bytes, whether the app reads as fast as they come or lets them pile
-up past uvicorn's high-water mark; with a real uvicorn server and a raw socket."""
+up past the high-water mark; with a real uvicorn server and a raw socket. The socket is
+read until a batch waits, and then not until the app reads."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 
 from filesvc.server import protocol
-from filesvc.server.body_chunks import BodyChunks
+from filesvc.server.body_chunks import BODY_HIGH_WATER, BodyChunks
 from tests.server.serving import serving
 
 DEADLINE = 10.0
@@ -154,4 +155,49 @@ async def test_pieces_that_came_before_a_read_arrive_joined_and_a_lone_one_as_it
 
     assert reads == [first + second, last]
     assert [type(body) for body in reads] == [bytes, bytes]
+    assert transport.written.startswith(b"HTTP/1.1 204 ")
+
+
+async def test_the_socket_is_read_until_a_batch_waits_and_then_only_once_the_app_reads() -> None:
+    reads: list[bytes] = []
+    first_read = asyncio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        more = True
+        while more:
+            message = await receive()
+            reads.append(message["body"])
+            more = message["more_body"]
+            first_read.set()
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
+    server_state = uvicorn.server.ServerState()
+    connection = protocol.HttpToolsWithDeadlines(config, server_state, app_state={})
+    transport = FakeTransport()
+    connection.connection_made(transport)
+    # As uvloop reads a fast upload: 256 KiB at a time, faster than the app takes them.
+    # A whole batch of the upload path (files/ingest.py, 1 MiB) is read without a pause.
+    pieces = [os.urandom(256 * 1024) for _ in range(4)]
+    over, last = os.urandom(max(BODY_HIGH_WATER - MIB, 0) + 1000), os.urandom(500)
+    length = sum(map(len, pieces)) + len(over) + len(last)
+    connection.data_received(
+        f"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {length}\r\n\r\n".encode()
+    )
+    for piece in pieces:
+        connection.data_received(piece)
+        assert transport.reading  # up to a batch: uvicorn's own 64 KiB paused at the first
+    connection.data_received(over)
+    assert not transport.reading  # past it: nothing more is read until the app takes it
+    async with asyncio.timeout(DEADLINE):
+        await first_read.wait()
+    assert reads == [b"".join(pieces) + over]  # all that waited, in one message
+    assert transport.reading
+    connection.data_received(last)
+    async with asyncio.timeout(DEADLINE):
+        await transport.wrote.wait()
+    connection.connection_lost(None)
+
+    assert reads[1:] == [last]
     assert transport.written.startswith(b"HTTP/1.1 204 ")
