@@ -1,7 +1,7 @@
 """Request bodies through filesvc's httptools protocol (server/body_chunks.py): every byte
 arrives, in order, as bytes, whether the app reads as fast as they come or lets them pile
-up past the high-water mark; with a real uvicorn server and a raw socket. The socket is
-read until a batch waits, and then not until the app reads."""
+up past the high-water mark; with a real uvicorn server and a raw socket. A second read
+comes before the socket pauses, and none after it until the app reads."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from tests.server.serving import serving
 
 DEADLINE = 10.0
 MIB = 1024 * 1024
+UVLOOP_READ = 256_000  # the most uvloop reads from a socket at a time
 
 
 def test_body_chunks_hand_over_one_chunk_as_is_and_several_joined() -> None:
@@ -158,7 +159,7 @@ async def test_pieces_that_came_before_a_read_arrive_joined_and_a_lone_one_as_it
     assert transport.written.startswith(b"HTTP/1.1 204 ")
 
 
-async def test_the_socket_is_read_until_a_batch_waits_and_then_only_once_the_app_reads() -> None:
+async def test_a_second_read_comes_before_the_pause_and_both_arrive_as_one_message() -> None:
     reads: list[bytes] = []
     first_read = asyncio.Event()
 
@@ -177,22 +178,18 @@ async def test_the_socket_is_read_until_a_batch_waits_and_then_only_once_the_app
     connection = protocol.HttpToolsWithDeadlines(config, server_state, app_state={})
     transport = FakeTransport()
     connection.connection_made(transport)
-    # As uvloop reads a fast upload: 256 KiB at a time, faster than the app takes them.
-    # A whole batch of the upload path (files/ingest.py, 1 MiB) is read without a pause.
-    pieces = [os.urandom(256 * 1024) for _ in range(4)]
-    over, last = os.urandom(max(BODY_HIGH_WATER - MIB, 0) + 1000), os.urandom(500)
-    length = sum(map(len, pieces)) + len(over) + len(last)
-    connection.data_received(
-        f"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {length}\r\n\r\n".encode()
-    )
-    for piece in pieces:
-        connection.data_received(piece)
-        assert transport.reading  # up to a batch: uvicorn's own 64 KiB paused at the first
-    connection.data_received(over)
-    assert not transport.reading  # past it: nothing more is read until the app takes it
+    # As uvloop reads a fast upload (256,000 bytes at a time), faster than the app takes it.
+    first, second, last = os.urandom(UVLOOP_READ), os.urandom(UVLOOP_READ), os.urandom(500)
+    length = len(first) + len(second) + len(last)
+    head = f"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: {length}\r\n\r\n"
+    connection.data_received(head.encode())
+    connection.data_received(first)
+    assert transport.reading  # uvicorn's own 64 KiB paused here, after every read
+    connection.data_received(second)
+    assert not transport.reading  # past the mark: nothing more until the app takes it
     async with asyncio.timeout(DEADLINE):
         await first_read.wait()
-    assert reads == [b"".join(pieces) + over]  # all that waited, in one message
+    assert reads == [first + second]  # what waited, in one message
     assert transport.reading
     connection.data_received(last)
     async with asyncio.timeout(DEADLINE):
@@ -201,3 +198,4 @@ async def test_the_socket_is_read_until_a_batch_waits_and_then_only_once_the_app
 
     assert reads[1:] == [last]
     assert transport.written.startswith(b"HTTP/1.1 204 ")
+    assert 2 * UVLOOP_READ > BODY_HIGH_WATER >= UVLOOP_READ
