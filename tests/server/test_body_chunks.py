@@ -122,62 +122,57 @@ class FakeTransport(asyncio.Transport):
         self.closed = True
 
 
-async def test_pieces_that_came_before_a_read_arrive_joined_and_a_lone_one_as_it_came() -> None:
-    reads: list[bytes] = []
-    read_twice = asyncio.Event()
+class RecordingApp:
+    """Notes each message's body; `first_read` is set once the first is taken."""
 
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    def __init__(self) -> None:
+        self.reads: list[bytes] = []
+        self.first_read = asyncio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         more = True
         while more:
             message = await receive()
-            reads.append(message["body"])
+            self.reads.append(message["body"])
             more = message["more_body"]
-            if len(reads) == 1:
-                read_twice.set()  # the test sends the last piece only now
+            self.first_read.set()
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
+
+def connected(app: RecordingApp) -> tuple[protocol.HttpToolsWithDeadlines, FakeTransport]:
+    """filesvc's protocol on a fake transport: the test hands it the socket's reads."""
     config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
     server_state = uvicorn.server.ServerState()
     connection = protocol.HttpToolsWithDeadlines(config, server_state, app_state={})
     transport = FakeTransport()
     connection.connection_made(transport)
+    return connection, transport
+
+
+async def test_pieces_that_came_before_a_read_arrive_joined_and_a_lone_one_as_it_came() -> None:
+    app = RecordingApp()
+    connection, transport = connected(app)
     first, second, last = os.urandom(1000), os.urandom(2000), os.urandom(3000)
     connection.data_received(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 6000\r\n\r\n")
     # Both before the app's first read: they wait together.
     connection.data_received(first)
     connection.data_received(second)
     async with asyncio.timeout(DEADLINE):
-        await read_twice.wait()
+        await app.first_read.wait()  # the last piece comes only now
     connection.data_received(last)
     async with asyncio.timeout(DEADLINE):
         await transport.wrote.wait()
     connection.connection_lost(None)
 
-    assert reads == [first + second, last]
-    assert [type(body) for body in reads] == [bytes, bytes]
+    assert app.reads == [first + second, last]
+    assert [type(body) for body in app.reads] == [bytes, bytes]
     assert transport.written.startswith(b"HTTP/1.1 204 ")
 
 
 async def test_a_second_read_comes_before_the_pause_and_both_arrive_as_one_message() -> None:
-    reads: list[bytes] = []
-    first_read = asyncio.Event()
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        more = True
-        while more:
-            message = await receive()
-            reads.append(message["body"])
-            more = message["more_body"]
-            first_read.set()
-        await send({"type": "http.response.start", "status": 204, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    config = uvicorn.Config(app, lifespan="off", log_config=None, access_log=False)
-    server_state = uvicorn.server.ServerState()
-    connection = protocol.HttpToolsWithDeadlines(config, server_state, app_state={})
-    transport = FakeTransport()
-    connection.connection_made(transport)
+    app = RecordingApp()
+    connection, transport = connected(app)
     # As uvloop reads a fast upload (256,000 bytes at a time), faster than the app takes it.
     first, second, last = os.urandom(UVLOOP_READ), os.urandom(UVLOOP_READ), os.urandom(500)
     length = len(first) + len(second) + len(last)
@@ -188,14 +183,14 @@ async def test_a_second_read_comes_before_the_pause_and_both_arrive_as_one_messa
     connection.data_received(second)
     assert not transport.reading  # past the mark: nothing more until the app takes it
     async with asyncio.timeout(DEADLINE):
-        await first_read.wait()
-    assert reads == [first + second]  # what waited, in one message
+        await app.first_read.wait()
+    assert app.reads == [first + second]  # what waited, in one message
     assert transport.reading
     connection.data_received(last)
     async with asyncio.timeout(DEADLINE):
         await transport.wrote.wait()
     connection.connection_lost(None)
 
-    assert reads[1:] == [last]
+    assert app.reads[1:] == [last]
     assert transport.written.startswith(b"HTTP/1.1 204 ")
     assert 2 * UVLOOP_READ > BODY_HIGH_WATER >= UVLOOP_READ
