@@ -33,8 +33,8 @@ from filesvc.files.models import Visibility
 from filesvc.files.multipart import MultipartReader, PartData, PartEnd, PartStart
 from filesvc.files.names import resolve_content_type
 from filesvc.files.schemas import FileUpdate
-from filesvc.ids import uuid4_hex
 from filesvc.storage.base import BlobWriter, HashingWriter, Storage
+from filesvc.storage.keys import new_storage_key
 
 # Bytes handed to the hashing and writing threads at a time: big enough that the thread
 # hop costs nothing, small enough that memory stays flat.
@@ -50,10 +50,6 @@ class Progress(Protocol):
     """Told of every body chunk as it is read from the socket (transfers/service.py)."""
 
     async def advance(self, count: int) -> None: ...
-
-
-def new_storage_key() -> str:
-    return uuid4_hex()
 
 
 @dataclass(frozen=True, slots=True)

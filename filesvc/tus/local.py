@@ -18,8 +18,8 @@ from pathlib import Path
 
 import aiofiles.os
 
-from filesvc.files.ingest import new_storage_key
 from filesvc.storage.base import Hasher, StorageError
+from filesvc.storage.keys import new_storage_key
 from filesvc.storage.local import LocalStorage, write_beside_hashing
 from filesvc.storage.writeback import Writeback
 from filesvc.tus.models import TusUpload

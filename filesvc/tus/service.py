@@ -27,12 +27,13 @@ from filesvc.db import Database, utcnow
 from filesvc.events.feed import CREATED, FileFeed
 from filesvc.files import service as files_service
 from filesvc.files.errors import InvalidField
-from filesvc.files.ingest import StoredBlob, discard_blobs, new_storage_key
+from filesvc.files.ingest import StoredBlob, discard_blobs
 from filesvc.files.limits import UploadLimits
 from filesvc.files.models import File, Visibility
 from filesvc.files.names import resolve_content_type
 from filesvc.files.schemas import FileRead, check_metadata_size
 from filesvc.storage.base import Storage
+from filesvc.storage.keys import new_storage_key
 from filesvc.transfers.service import Tracker, Transfer, TransferHub
 from filesvc.tus import headers as tus_headers
 from filesvc.tus import lease as leases

@@ -6,9 +6,10 @@ import os
 import pytest
 
 from filesvc.files.errors import ChecksumMismatch, UploadTooLarge
-from filesvc.files.ingest import BATCH_BYTES, BlobSink, new_storage_key
+from filesvc.files.ingest import BATCH_BYTES, BlobSink
 from filesvc.files.limits import ByteBudget, UploadLimits
 from filesvc.storage.base import ObjectNotFound, StorageError
+from filesvc.storage.keys import new_storage_key
 from filesvc.storage.memory import MemoryBlobWriter, MemoryStorage
 
 PIECE = 64 * 1024 + 7  # odd-sized, so batches never line up with pieces
