@@ -15,8 +15,11 @@ the loop, and only its fsyncs go to a thread.
 
 A writer holds an exclusive flock on its temp file until the object is linked, so `gc`
 (another process) can tell a temp file still being written from one left by a crash. A
-small commit's file has no name at all until it is linked (O_TMPFILE, where the file
-system has it): a crash leaves nothing, and there is no name to create, lock and unlink.
+body that comes whole in its commit (up to a batch: a 1 MiB upload) has no name at all
+until it is linked (O_TMPFILE, where the file system has it): a crash leaves nothing, and
+there is no name to create, lock and unlink in the one temp directory that every
+concurrent upload would otherwise change (64 uploads of 1 MiB at once: 3.9-4.3 CPU-s per
+GiB rather than 3.9-5.0, README "Durable writes").
 """
 
 from __future__ import annotations
@@ -264,8 +267,9 @@ class LocalBlobWriter:
             raise StorageError("writer is closed")
 
     def _open_fd(self, unnamed: bool = False) -> int:
-        """The temp file's fd, made by the first job (O_EXCL, 0600, locked), or by a small
-        commit as a file with no name at all where the file system can (`unnamed`)."""
+        """The temp file's fd, made by the first job (O_EXCL, 0600, locked), or by a commit
+        with the whole body as a file with no name at all where the file system can
+        (`unnamed`)."""
         if self._closed:
             raise StorageError("writer is closed")
         if self._fd is None:
@@ -311,7 +315,8 @@ class LocalBlobWriter:
             return fd, self._link(fd)
 
         def job() -> ObjectMeta:
-            return self._sync(*write_and_link())
+            # The whole body in this job (up to a batch): no name until it is linked.
+            return self._sync(*write_and_link(unnamed=self._fd is None))
 
         try:
             with _os_errors(self.key):

@@ -409,20 +409,25 @@ def unnamed(flags_seen: list[int]) -> list[int]:
     return [flags for flags in flags_seen if flags & os.O_TMPFILE == os.O_TMPFILE]
 
 
-async def test_a_small_commit_never_gives_its_file_a_temp_name(
-    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    "chunks",
+    [[b"small"], [os.urandom(256 * 1024) for _ in range(4)]],
+    ids=["small-on-the-loop", "one-mib-in-a-thread"],
+)
+async def test_a_body_committed_whole_never_gives_its_file_a_temp_name(
+    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch, chunks: list[bytes]
 ) -> None:
     # An unnamed file (O_TMPFILE) linked into place: if the process dies before, nothing
     # is left for gc, and there is no temp name to create, lock and unlink.
     await storage.check()  # makes the temp directory
     flags_seen = record_opens(monkeypatch)
     writer = await storage.open_writer(KEY)
-    await writer.commit_hashed([b"small"], hashlib.sha256(), None)
+    await writer.commit_hashed(chunks, hashlib.sha256(), None)
 
     assert len(unnamed(flags_seen)) == 1
     assert not [flags for flags in flags_seen if flags & os.O_CREAT]
     path = storage.local_path(KEY)
-    assert path.read_bytes() == b"small"
+    assert path.read_bytes() == b"".join(chunks)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert path.stat().st_nlink == 1
     assert temp_files(storage) == []
