@@ -1,7 +1,9 @@
 """Small requests under load (`make bench`, or alone with BENCH_ARGS="--small-only"): wrk with
 16 connections against a real `filesvc serve` on SQLite and on PostgreSQL, with one worker
 and with two (Redis then, as `--workers 2` requires), and against copyparty (anonymous,
-the reference) in the same run:
+the reference) in the same run, measured again right before each database's cases: on a
+shared host its figures drifted by a third within minutes, and a target compares one
+worker with the copyparty figures taken next to it:
 
 - GET /healthz: the framework's own ceiling;
 - GET /api/v1/files/{id} (bearer token): a metadata read;
@@ -224,6 +226,16 @@ def filesvc_cases(server: SmallServer, work: Path, seconds: int) -> dict[str, Ca
     return cases
 
 
+def measure_copyparty(python: Path, root: Path, work: Path, seconds: int) -> dict[str, Any]:
+    """copyparty's cases on a fresh folder of its own, alone on the machine."""
+    reference = CopypartyReference(python, root)
+    try:
+        reference.start()
+        return {k: asdict(v) for k, v in copyparty_cases(reference, work, seconds).items()}
+    finally:
+        reference.stop()
+
+
 def copyparty_cases(reference: CopypartyReference, work: Path, seconds: int) -> dict[str, Case]:
     status, _ = reference.request("PUT", "/small.bin", os.urandom(SMALL))
     if status not in (200, 201):
@@ -256,16 +268,18 @@ def run_small_files(root: Path, filesvc_bin: Path, seconds: int) -> dict[str, An
     work = root / "work"
     work.mkdir(parents=True)
     log(f"small files: wrk -c16 -t2 -d{seconds}s; copyparty installed into {root / 'venv'}")
-    report: dict[str, Any] = {"seconds": seconds, "loadavg": os.getloadavg(), "filesvc": {}}
-    reference = CopypartyReference(install_copyparty(root / "venv"), root / "copyparty")
-    try:
-        reference.start()
-        report["copyparty"] = {
-            k: asdict(v) for k, v in copyparty_cases(reference, work, seconds).items()
-        }
-    finally:
-        reference.stop()
+    report: dict[str, Any] = {
+        "seconds": seconds,
+        "loadavg": os.getloadavg(),
+        "copyparty": {},
+        "filesvc": {},
+    }
+    python = install_copyparty(root / "venv")
     for stack in ("sqlite", "postgresql"):
+        log(f"copyparty, the reference for {stack}:")
+        report["copyparty"][stack] = measure_copyparty(
+            python, root / f"copyparty-{stack}", work, seconds
+        )
         for workers in (1, 2):
             label = f"{stack}-{workers}w"
             log(f"filesvc, {stack}, {workers} worker(s):")
@@ -283,10 +297,11 @@ def run_small_files(root: Path, filesvc_bin: Path, seconds: int) -> dict[str, An
 
 
 def targets(report: dict[str, Any]) -> dict[str, Any]:
-    """The issue's targets (one worker, same run) as ratios, per stack."""
-    reference = report["copyparty"]
+    """The issue's targets (one worker, same run) as ratios, per stack, each against the
+    copyparty figures measured right before it."""
     out: dict[str, Any] = {}
     for stack in ("sqlite", "postgresql"):
+        reference = report["copyparty"][stack]
         cases = report["filesvc"][f"{stack}-1w"]
         put = cases["put_4k"]
         out[stack] = {
@@ -309,14 +324,17 @@ def render_small_table(report: dict[str, Any]) -> str:
     lines = [
         f"Small requests: wrk -c16 -t2 -d{report['seconds']}s, load average at start "
         f"{[round(x, 2) for x in report['loadavg']]}",
-        f"{'server':<16} {'case':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
+        f"{'server':<22} {'case':<10} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} "
         f"{'CPU-ms/req':>10}",
     ]
-    rows = [("copyparty", report["copyparty"]), *report["filesvc"].items()]
+    rows = [
+        *((f"copyparty ({stack})", cases) for stack, cases in report["copyparty"].items()),
+        *report["filesvc"].items(),
+    ]
     for server, cases in rows:
         for name, case in cases.items():
             lines.append(
-                f"{server:<16} {name:<10} {case['per_second']:>8.0f} {case['p50_ms']:>8.2f} "
+                f"{server:<22} {name:<10} {case['per_second']:>8.0f} {case['p50_ms']:>8.2f} "
                 f"{case['p99_ms']:>8.2f} {case['max_ms']:>8.1f} {case['cpu_ms']:>10.3f}"
             )
     for stack, ratios in report["targets"].items():
