@@ -57,6 +57,7 @@ from filesvc.storage.base import (
     hash_chunks,
     validate_key,
 )
+from filesvc.storage.keys import PREFIX_DIGITS
 from filesvc.storage.writeback import Writeback
 
 T = TypeVar("T")
@@ -475,8 +476,9 @@ class LocalStorage:
         # Two levels of fan-out keep directories small with millions of objects. Short keys
         # are padded so every object sits exactly three levels down, never where a fan-out
         # directory must go (key "ab" at ab/ab would block "abab…" at ab/ab/abab…).
-        fan = key.ljust(4, "_")
-        return os.path.join(self._root, fan[:2], fan[2:4], key)
+        # The same digits new keys share in a run (keys.py), so a run fills one directory.
+        fan = key.ljust(PREFIX_DIGITS, "_")
+        return os.path.join(self._root, fan[:2], fan[2:PREFIX_DIGITS], key)
 
     async def open_writer(self, key: str) -> LocalBlobWriter:
         validate_key(key)
