@@ -2,11 +2,16 @@
 
 zipstream-ng does the zip framing (stored members, data descriptors, zip64 when needed)
 and knows the archive's length in advance. It pulls member data synchronously, so it
-runs in threads of its own, and each member's data is a blocking iterator that asks the
-event loop for the next chunk of the blob:
+runs in threads of its own, and each member's data is a blocking iterator:
 
-    storage.get() chunks (event loop) → _BlobChunks (zip thread) → ZipStream (zip thread,
-    CRC-32) → ZipArchive.stream() (event loop) → the response
+    local disk: the blob's file, read in the zip thread → ZipStream (zip thread, CRC-32)
+    other backends: storage.get() chunks (event loop) → _BlobChunks (zip thread) → ZipStream
+    then ZipArchive.stream() (event loop) → the response
+
+A local blob is read where its CRC is computed, one hop to the loop per MiB: asking the
+loop for each chunk, which read it in another thread, took three hops more, and the archive
+of a 1 GiB file read 700-800 MB/s at 1.2-1.4 server CPU-s, against 820-1,180 MB/s at
+0.85-1.0 read here (README, "Big transfers").
 
 The zip threads wait on storage reads that use the default thread pool, so they must
 never come from that pool themselves: a burst of archives would then deadlock it. For the
@@ -20,11 +25,13 @@ import asyncio
 import concurrent.futures
 from collections.abc import AsyncIterator, Coroutine, Generator, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 from zipstream import ZIP_STORED, ZipStream
 
-from filesvc.storage.base import GetResult, Storage
+from filesvc.storage.base import GetResult, LocalPaths, ObjectNotFound, Storage, StorageError
+from filesvc.storage.local import READ_CHUNK
 
 T = TypeVar("T")
 
@@ -78,6 +85,9 @@ class _BlobChunks:
         self._loop = loop
 
     def __iter__(self) -> Iterator[bytes]:
+        if isinstance(self._storage, LocalPaths):
+            yield from _local_file_chunks(self._storage.local_path(self._key), self._key)
+            return
         result = self._on_loop(self._storage.get(self._key))
         try:
             while (chunk := self._on_loop(_next_chunk(result))) is not None:
@@ -92,6 +102,18 @@ class _BlobChunks:
             raise RuntimeError("a zip member was read or closed on the event loop")
         # Bounded, so a thread left over from a loop that stopped cannot hold up exit.
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
+
+
+def _local_file_chunks(path: Path, key: str) -> Iterator[bytes]:
+    """A local blob's bytes, read in this (zip) thread, with the errors of storage.get."""
+    try:
+        with open(path, "rb", buffering=0) as file:
+            while chunk := file.read(READ_CHUNK):
+                yield chunk
+    except FileNotFoundError:
+        raise ObjectNotFound(key) from None
+    except OSError as exc:
+        raise StorageError(f"local storage failed on {key!r}: {exc.strerror or exc}") from exc
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

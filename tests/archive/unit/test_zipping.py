@@ -2,17 +2,20 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import io
 import threading
 import time
 import zipfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import anyio
 import pytest
 
 from filesvc.archive.zipping import Member, ZipArchive, member_names
-from filesvc.storage.base import ByteRange, GetResult, ObjectMeta
+from filesvc.storage.base import ByteRange, GetResult, ObjectMeta, ObjectNotFound
+from filesvc.storage.local import LocalStorage
 from filesvc.storage.memory import MemoryStorage
 
 GiB = 1024**3
@@ -152,3 +155,55 @@ async def test_an_archive_cancelled_mid_member_closes_the_member_and_frees_the_l
     while not storage.closed.is_set():
         assert time.monotonic() < deadline, "the member's reader was never closed"
         await asyncio.sleep(0.01)  # the loop turns: it is not blocked
+
+
+async def _stored(storage: LocalStorage, key: str, data: bytes) -> Member:
+    writer = await storage.open_writer(key)
+    await writer.write(data)
+    await writer.commit()
+    return Member(key, f"{key}.bin", len(data))
+
+
+async def _streamed(archive: ZipArchive) -> bytes:
+    return b"".join([chunk async for chunk in archive.stream()])
+
+
+async def test_local_blobs_are_read_in_the_zip_threads_whole_and_in_order(
+    tmp_path: Path,
+) -> None:
+    storage = LocalStorage(tmp_path)
+    blobs = {"a" * 32: random_bytes(3 * 1024 * 1024 + 1), "b" * 32: b"", "c" * 32: b"x"}
+    members = [await _stored(storage, key, data) for key, data in blobs.items()]
+    archive = ZipArchive(storage, members)
+    body = await _streamed(archive)
+    assert len(body) == len(archive)
+    with zipfile.ZipFile(io.BytesIO(body)) as parsed:
+        assert parsed.testzip() is None  # every member's CRC-32 checks out
+        assert [info.filename for info in parsed.infolist()] == [m.name for m in members]
+        for member, data in zip(members, blobs.values(), strict=True):
+            read = parsed.read(member.name)
+            assert hashlib.sha256(read).digest() == hashlib.sha256(data).digest()
+
+
+async def test_a_local_blob_gone_from_disk_fails_the_archive(tmp_path: Path) -> None:
+    storage = LocalStorage(tmp_path)
+    kept = await _stored(storage, "a" * 32, b"kept")
+    gone = await _stored(storage, "b" * 32, b"gone")
+    archive = ZipArchive(storage, [kept, gone])
+    storage.local_path(gone.key).unlink()
+    with pytest.raises(ObjectNotFound):
+        await _streamed(archive)
+
+
+async def test_a_local_blob_that_changed_size_fails_the_archive(tmp_path: Path) -> None:
+    # The zip's length was announced from the row: a blob that no longer matches it must
+    # end the response, never send an archive whose entries lie.
+    storage = LocalStorage(tmp_path)
+    member = await _stored(storage, "a" * 32, b"twelve bytes")
+    storage.local_path(member.key).write_bytes(b"longer than twelve")
+    with pytest.raises(RuntimeError, match="size"):
+        await _streamed(ZipArchive(storage, [member]))
+
+
+def random_bytes(size: int) -> bytes:
+    return hashlib.shake_256(str(size).encode()).digest(size)
