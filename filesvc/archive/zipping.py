@@ -8,10 +8,10 @@ runs in threads of its own, and each member's data is a blocking iterator:
     other backends: storage.get() chunks (event loop) → _BlobChunks (zip thread) → ZipStream
     then ZipArchive.stream() (event loop) → the response
 
-A local blob is read where its CRC is computed, one hop to the loop per MiB: asking the
-loop for each chunk, which read it in another thread, took three hops more, and the archive
-of a 1 GiB file read 700-800 MB/s at 1.2-1.4 server CPU-s, against 820-1,180 MB/s at
-0.85-1.0 read here (README, "Big transfers").
+A local blob is read where its CRC is computed, with one hop to the loop per MiB. Asking
+the loop for each chunk, which read it in yet another thread, took three hops more: the
+archive of a 1 GiB file read 655-911 MB/s at 1.1-1.5 server CPU-s, against 1,035-1,338
+MB/s at 0.7-1.0 this way (alternating runs, README "Big transfers").
 
 The zip threads wait on storage reads that use the default thread pool, so they must
 never come from that pool themselves: a burst of archives would then deadlock it. For the
