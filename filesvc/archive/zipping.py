@@ -25,13 +25,12 @@ import asyncio
 import concurrent.futures
 from collections.abc import AsyncIterator, Coroutine, Generator, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 from zipstream import ZIP_STORED, ZipStream
 
-from filesvc.storage.base import GetResult, LocalPaths, ObjectNotFound, Storage, StorageError
-from filesvc.storage.local import READ_CHUNK
+from filesvc.storage.base import GetResult, LocalPaths, Storage
+from filesvc.storage.local import read_file_chunks
 
 T = TypeVar("T")
 
@@ -86,7 +85,7 @@ class _BlobChunks:
 
     def __iter__(self) -> Iterator[bytes]:
         if isinstance(self._storage, LocalPaths):
-            yield from _local_file_chunks(self._storage.local_path(self._key), self._key)
+            yield from read_file_chunks(self._storage.local_path(self._key), self._key)
             return
         result = self._on_loop(self._storage.get(self._key))
         try:
@@ -102,18 +101,6 @@ class _BlobChunks:
             raise RuntimeError("a zip member was read or closed on the event loop")
         # Bounded, so a thread left over from a loop that stopped cannot hold up exit.
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
-
-
-def _local_file_chunks(path: Path, key: str) -> Iterator[bytes]:
-    """A local blob's bytes, read in this (zip) thread, with the errors of storage.get."""
-    try:
-        with open(path, "rb", buffering=0) as file:
-            while chunk := file.read(READ_CHUNK):
-                yield chunk
-    except FileNotFoundError:
-        raise ObjectNotFound(key) from None
-    except OSError as exc:
-        raise StorageError(f"local storage failed on {key!r}: {exc.strerror or exc}") from exc
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -412,6 +412,20 @@ class LocalBlobWriter:
         await thread_jobs.run(_disk_pool, job)
 
 
+def read_file_chunks(path: Path, key: str) -> Iterator[bytes]:
+    """A local blob's bytes in READ_CHUNK blocks, read in the calling thread (blocking), with
+    the errors `LocalStorage.get` raises: for a caller that is a thread of its own already
+    (a zip archive's), where a hop to the loop and one more thread per chunk cost more
+    than the read."""
+    with _os_errors(key):
+        try:
+            with open(path, "rb", buffering=0) as file:
+                while chunk := file.read(READ_CHUNK):
+                    yield chunk
+        except FileNotFoundError:  # only the open can raise it
+            raise ObjectNotFound(key) from None
+
+
 class _FileChunks:
     """Reads [start, end) of an open file in READ_CHUNK blocks; unlike an async generator's
     finally block, aclose() releases the file even when iteration never started."""
