@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import threading
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -137,3 +138,29 @@ async def test_threads_are_started_as_jobs_wait_and_reused_once_idle() -> None:
     threads.shutdown()
     with pytest.raises(RuntimeError):
         threads.submit(job)
+
+
+class _Owner:
+    """Stands for a blob writer: it keeps its last job, whose callable closes over it."""
+
+    def __init__(self) -> None:
+        self.payload = bytearray(1024)
+        self.job: thread_jobs.Job[int] | None = None
+
+    def submit(self, executor: thread_jobs.JobThreads) -> asyncio.Future[int]:
+        self.job, outcome = thread_jobs.submit(executor, lambda: len(self.payload))
+        return outcome
+
+
+async def test_a_job_lets_go_of_its_callable_once_run(executor: thread_jobs.JobThreads) -> None:
+    # Owner -> job -> closure -> owner is a cycle while the job holds its callable: the
+    # bytes the owner holds would wait for the cyclic GC, not go with the last reference.
+    gc.disable()
+    try:
+        owner = _Owner()
+        assert await owner.submit(executor) == 1024
+        gone = weakref.ref(owner)
+        del owner
+        assert gone() is None  # freed by its count, no collection needed
+    finally:
+        gc.enable()
