@@ -24,6 +24,7 @@ from typing import Any
 
 from tests.benchmarks.common import MIB, BenchError, log
 from tests.benchmarks.filesvc_server import FilesvcServer
+from tests.benchmarks.procfs import status_kib
 from tests.benchmarks.transfers import (
     CURL_MAX_TIME_S,
     make_test_file,
@@ -156,9 +157,17 @@ def run_upload_bench(
                     f"  {case:<16} {cost.mb_s:8.1f} MB/s  {cost.cpu_s_per_gib:5.2f} CPU-s/GiB "
                     f"(user {cost.user:.2f} s, system {cost.system:.2f} s)"
                 )
+        # Resident set: its high-water mark over every case, and what the last burst of
+        # small uploads left (their bytes freed, or still held).
+        rss_mib = {
+            "start": server.startup_rss_kib / 1024,
+            "peak": server.peak_rss_kib() / 1024,
+            "after": status_kib(server.pid, "VmRSS") / 1024,
+        }
     finally:
         server.stop()
     report: dict[str, Any] = {name: _summary(runs) for name, runs in costs.items()}
+    report["server_rss_mib"] = {name: round(mib, 1) for name, mib in rss_mib.items()}
     raw, dd, many = report["filesvc_raw"]["mb_s"], report["dd"]["mb_s"], report["filesvc_64x1mib"]
     report["raw_vs_dd"] = round(raw / dd, 3)
     report["raw_vs_dd_target"] = DD_TARGET
@@ -192,5 +201,10 @@ def render_upload_table(report: dict[str, Any]) -> str:
     ratio, target = report["parallel_vs_raw"], report["parallel_vs_raw_target"]
     rows.append(
         f"64 x 1 MiB / one big upload: {ratio:.2f} (target >= {target}) {verdict(ratio, target)}"
+    )
+    rss = report["server_rss_mib"]
+    rows.append(
+        f"server RSS: {rss['start']:.1f} MiB at start, peak {rss['peak']:.1f}, "
+        f"{rss['after']:.1f} after the last 64 x 1 MiB"
     )
     return "\n".join(rows)
