@@ -31,7 +31,7 @@ class Job(Generic[T]):
     __slots__ = ("_ended", "_fn", "_loop", "_waiters", "outcome")
 
     def __init__(self, fn: Callable[[], T], loop: asyncio.AbstractEventLoop) -> None:
-        self._fn: Callable[[], T] | None = fn
+        self._fn = fn
         self._loop = loop
         self.outcome: asyncio.Future[T] = loop.create_future()
         self._ended = False
@@ -47,16 +47,15 @@ class Job(Generic[T]):
         # and over whoever keeps this job (a blob writer, until its next job) is a cycle,
         # and a burst of uploads left hundreds of MiB of them to the cyclic GC, which
         # rarely gets to the oldest generation (README, "Memory after a burst").
-        fn, self._fn = self._fn, None
+        fn = self._fn
+        del self._fn
         result: T | None = None
         error: BaseException | None = None
         try:
-            if fn is None:
-                raise RuntimeError("a job runs once")
             result = fn()
         except BaseException as exc:  # the caller's to see, whatever it is
             error = exc
-        fn = None  # before the caller wakes up, not when this thread gets round to it
+        del fn  # before the caller wakes up, not when this thread gets round to it
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
             self._loop.call_soon_threadsafe(self._settle, result, error)
 
