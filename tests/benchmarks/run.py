@@ -23,8 +23,9 @@ Then filesvc alone: the raw upload and the download with and without an `X-Trans
 subscribers on one worker watching one upload, with delivery latency and peak RSS.
 
 Then the durable writes (tests/benchmarks/uploads.py): `dd conv=fsync` of the file against
-filesvc's raw upload of it, and 64 concurrent 1 MiB uploads, with the server's CPU-seconds
-per GiB; `--uploads-only` runs only these. Then tus (tests/benchmarks/tus.py): a 1 GiB
+filesvc's raw upload of it and against a bare Python socket sink's (socket_sink.py), and 64
+concurrent 1 MiB uploads, with the server's CPU-seconds per GiB; `--uploads-only` runs only
+these. Then tus (tests/benchmarks/tus.py): a 1 GiB
 upload to /api/v1/uploads in 8 MiB and 64 MiB chunks against `curl -T` to /files/raw, local
 disk; `--tus-only` runs just that.
 
@@ -225,7 +226,7 @@ def upload_benchmark(
 ) -> dict[str, Any]:
     if not args.filesvc_bin.exists():
         raise BenchError(f"{args.filesvc_bin} missing: `pip install -e .`")
-    log("durable writes: dd conv=fsync, filesvc raw upload, 64 parallel 1 MiB uploads")
+    log("durable writes: dd conv=fsync, socket sink, filesvc raw, 64 parallel 1 MiB uploads")
     return run_upload_bench(args.filesvc_bin, root, src, sha256, args.repeat)
 
 

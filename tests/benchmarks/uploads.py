@@ -7,6 +7,10 @@ commit (row, fsyncs); the target is at least 90% of dd's MB/s. Then `curl --para
 keeps 64 uploads of a 1 MiB file in flight (UPLOADS_PER_ROUND in all per run, each checked
 for its 201 and its size), whose aggregate MB/s should reach 80% of the big upload's.
 
+A bare socket sink (`socket_sink.py`: recv_into, SHA-256 in a second thread, write,
+fsync; no framework) takes the same upload in the same run: the most a Python server made
+of it here, so the distance from dd splits into this machine's and filesvc's.
+
 Besides MB/s (1 MB = 10^6 bytes), the CPU time the server (user + system, all threads,
 from /proc) and dd spent, per GiB moved: steadier than MB/s on a shared machine.
 """
@@ -25,6 +29,7 @@ from typing import Any
 from tests.benchmarks.common import MIB, BenchError, log
 from tests.benchmarks.filesvc_server import FilesvcServer
 from tests.benchmarks.procfs import status_kib
+from tests.benchmarks.socket_sink import SocketSink
 from tests.benchmarks.transfers import (
     CURL_MAX_TIME_S,
     make_test_file,
@@ -90,6 +95,15 @@ def filesvc_big_upload(server: FilesvcServer, src: Path, sha256: str, work: Path
     return Cost(src.stat().st_size, seconds, user1 - user0, system1 - system0)
 
 
+def sink_upload(sink: SocketSink, src: Path, sha256: str, work: Path) -> Cost:
+    user0, system0 = _cpu_times(sink.pid)
+    started = time.monotonic()
+    sink.upload(src, sha256, work)
+    seconds = time.monotonic() - started
+    user1, system1 = _cpu_times(sink.pid)
+    return Cost(src.stat().st_size, seconds, user1 - user0, system1 - system0)
+
+
 def filesvc_parallel_uploads(server: FilesvcServer, small: Path, work: Path, run: int) -> Cost:
     """UPLOADS_PER_ROUND raw uploads of `small`, PARALLEL at a time, by one curl."""
     config = work / "parallel.curl"
@@ -132,22 +146,28 @@ def _summary(costs: list[Cost]) -> dict[str, Any]:
 def run_upload_bench(
     filesvc_bin: Path, root: Path, src: Path, sha256: str, repeat: int
 ) -> dict[str, Any]:
-    """dd, the big raw upload and the parallel small ones on a fresh filesvc, `repeat`
-    times each, dd and filesvc alternating which goes first."""
+    """dd, the socket sink, the big raw upload and the parallel small ones on a fresh
+    filesvc, `repeat` times each, the first three taking turns at going first."""
     work = root / "uploads-work"
     work.mkdir()
     small = work / "one-mib.bin"
     make_test_file(small, MIB)
     server = FilesvcServer(filesvc_bin, root / "uploads-filesvc")
-    costs: dict[str, list[Cost]] = {"dd": [], "filesvc_raw": [], "filesvc_64x1mib": []}
+    sink = SocketSink(root / "uploads-sink")
+    big_cases = ["dd", "socket_sink", "filesvc_raw"]
+    costs: dict[str, list[Cost]] = {name: [] for name in [*big_cases, "filesvc_64x1mib"]}
     try:
         server.start()
+        sink.start()
         for run in range(repeat):
-            order = ["dd", "filesvc_raw"] if run % 2 == 0 else ["filesvc_raw", "dd"]
+            turn = run % len(big_cases)
+            order = big_cases[turn:] + big_cases[:turn]
             for case in [*order, "filesvc_64x1mib"]:
                 ready_to_write(src, work)
                 if case == "dd":
                     cost = dd_copy(src, work / "dd.out")
+                elif case == "socket_sink":
+                    cost = sink_upload(sink, src, sha256, work)
                 elif case == "filesvc_raw":
                     cost = filesvc_big_upload(server, src, sha256, work)
                 else:
@@ -165,12 +185,15 @@ def run_upload_bench(
             "after": status_kib(server.pid, "VmRSS") / 1024,
         }
     finally:
+        sink.stop()
         server.stop()
     report: dict[str, Any] = {name: _summary(runs) for name, runs in costs.items()}
     report["server_rss_mib"] = {name: round(mib, 1) for name, mib in rss_mib.items()}
     raw, dd, many = report["filesvc_raw"]["mb_s"], report["dd"]["mb_s"], report["filesvc_64x1mib"]
     report["raw_vs_dd"] = round(raw / dd, 3)
     report["raw_vs_dd_target"] = DD_TARGET
+    report["sink_vs_dd"] = round(report["socket_sink"]["mb_s"] / dd, 3)
+    report["raw_vs_sink"] = round(raw / report["socket_sink"]["mb_s"], 3)
     report["parallel_vs_raw"] = round(many["mb_s"] / raw, 3)
     report["parallel_vs_raw_target"] = PARALLEL_TARGET
     report["file_mib"] = src.stat().st_size // MIB
@@ -184,7 +207,7 @@ def render_upload_table(report: dict[str, Any]) -> str:
         f"{report['parallel']['uploads_per_run']} uploads, {PARALLEL} in flight)",
         f"{'case':<18}{'MB/s':>9}{'CPU-s/GiB':>11}{'user':>7}{'system':>8}",
     ]
-    for name in ("dd", "filesvc_raw", "filesvc_64x1mib"):
+    for name in ("dd", "socket_sink", "filesvc_raw", "filesvc_64x1mib"):
         row = report[name]
         rows.append(
             f"{name:<18}{row['mb_s']:>9.1f}{row['cpu_s_per_gib']:>11.2f}"
@@ -197,6 +220,10 @@ def render_upload_table(report: dict[str, Any]) -> str:
     ratio, target = report["raw_vs_dd"], report["raw_vs_dd_target"]
     rows.append(
         f"filesvc raw / dd conv=fsync: {ratio:.2f} (target >= {target}) {verdict(ratio, target)}"
+    )
+    rows.append(
+        f"socket sink / dd conv=fsync: {report['sink_vs_dd']:.2f} (bare Python, no framework); "
+        f"filesvc raw / socket sink: {report['raw_vs_sink']:.2f}"
     )
     ratio, target = report["parallel_vs_raw"], report["parallel_vs_raw_target"]
     rows.append(
