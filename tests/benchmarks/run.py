@@ -25,9 +25,8 @@ subscribers on one worker watching one upload, with delivery latency and peak RS
 Then the durable writes (tests/benchmarks/uploads.py): `dd conv=fsync` of the file against
 filesvc's raw upload of it and against a bare Python socket sink's (socket_sink.py), and 64
 concurrent 1 MiB uploads, with the server's CPU-seconds per GiB; `--uploads-only` runs only
-these. Then tus (tests/benchmarks/tus.py): a 1 GiB
-upload to /api/v1/uploads in 8 MiB and 64 MiB chunks against `curl -T` to /files/raw, local
-disk; `--tus-only` runs just that.
+these. Then tus (tests/benchmarks/tus.py): a 1 GiB upload to /api/v1/uploads in 8 MiB and
+64 MiB chunks against `curl -T` to /files/raw, local disk; `--tus-only` runs just that.
 
 Then the cluster figure (tests/benchmarks/cluster.py): uploads per second and p99 latency,
 4 KiB and 1 MiB bodies, 64 clients (wrk), through nginx in front of two instances of

@@ -22,9 +22,10 @@ import resource
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tests.benchmarks.common import MIB, BenchError, log
 from tests.benchmarks.filesvc_server import FilesvcServer
@@ -42,6 +43,7 @@ PARALLEL = 64
 UPLOADS_PER_ROUND = 512
 DD_TARGET = 0.90
 PARALLEL_TARGET = 0.80
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -85,23 +87,26 @@ def dd_copy(src: Path, dest: Path) -> Cost:
     return Cost(size, seconds, user, system)
 
 
-def filesvc_big_upload(server: FilesvcServer, src: Path, sha256: str, work: Path) -> Cost:
-    user0, system0 = _cpu_times(server.pid)
+def _measured(pid: int, size: int, transfer: Callable[[], T]) -> tuple[Cost, T]:
+    """`transfer()`'s wall time and the CPU time process `pid` spent meanwhile."""
+    user0, system0 = _cpu_times(pid)
     started = time.monotonic()
-    _, file_id = server.upload_raw(src, sha256, work)
+    result = transfer()
     seconds = time.monotonic() - started
-    user1, system1 = _cpu_times(server.pid)
+    user1, system1 = _cpu_times(pid)
+    return Cost(size, seconds, user1 - user0, system1 - system0), result
+
+
+def filesvc_big_upload(server: FilesvcServer, src: Path, sha256: str, work: Path) -> Cost:
+    size = src.stat().st_size
+    cost, (_, file_id) = _measured(server.pid, size, lambda: server.upload_raw(src, sha256, work))
     server.delete(file_id)
-    return Cost(src.stat().st_size, seconds, user1 - user0, system1 - system0)
+    return cost
 
 
 def sink_upload(sink: SocketSink, src: Path, sha256: str, work: Path) -> Cost:
-    user0, system0 = _cpu_times(sink.pid)
-    started = time.monotonic()
-    sink.upload(src, sha256, work)
-    seconds = time.monotonic() - started
-    user1, system1 = _cpu_times(sink.pid)
-    return Cost(src.stat().st_size, seconds, user1 - user0, system1 - system0)
+    cost, _ = _measured(sink.pid, src.stat().st_size, lambda: sink.upload(src, sha256, work))
+    return cost
 
 
 def filesvc_parallel_uploads(server: FilesvcServer, small: Path, work: Path, run: int) -> Cost:
@@ -117,19 +122,19 @@ def filesvc_parallel_uploads(server: FilesvcServer, small: Path, work: Path, run
     cmd = ["curl", "-sS", "--parallel", "--parallel-immediate", "--parallel-max", str(PARALLEL)]
     cmd += ["--max-time", str(CURL_MAX_TIME_S), "-K", str(config)]
     cmd += ["-w", "%{http_code} %{size_upload}\\n"]
-    user0, system0 = _cpu_times(server.pid)
-    started = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    seconds = time.monotonic() - started
-    user1, system1 = _cpu_times(server.pid)
+    size = small.stat().st_size
+    cost, proc = _measured(
+        server.pid,
+        size * UPLOADS_PER_ROUND,
+        lambda: subprocess.run(cmd, capture_output=True, text=True, check=False),
+    )
     if proc.returncode != 0:
         raise BenchError(f"curl --parallel failed ({proc.returncode}): {proc.stderr[-500:]}")
     results = [line.split() for line in proc.stdout.splitlines() if line.strip()]
-    size = small.stat().st_size
     bad = [r for r in results if r != ["201", str(size)]]
     if len(results) != UPLOADS_PER_ROUND or bad:
         raise BenchError(f"parallel uploads: {len(results)} answers, unexpected: {bad[:5]}")
-    return Cost(size * UPLOADS_PER_ROUND, seconds, user1 - user0, system1 - system0)
+    return cost
 
 
 def _summary(costs: list[Cost]) -> dict[str, Any]:
