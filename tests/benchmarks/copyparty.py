@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from tests.benchmarks.common import BenchError, log
-from tests.benchmarks.processes import free_port, stop_process, tail, wait_until
+from tests.benchmarks.processes import free_port, start_logged, stop_process, tail, wait_until
 
 
 def install_copyparty(venv: Path) -> Path:
@@ -57,15 +57,7 @@ class CopypartyReference:
             "-v", f"{self.folder}::rw",  # anonymous read-write at /
             "--no-crt", "-nih", "--hist", str(self.root / "hist"),
         ]  # fmt: skip
-        with self.log_path.open("wb") as log_file:
-            self.proc = subprocess.Popen(
-                cmd,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                cwd=self.root,
-            )
+        self.proc = start_logged(cmd, self.log_path, cwd=self.root)
         try:
             wait_until(self._ready, 60, "copyparty", self.proc)
         except BenchError as exc:

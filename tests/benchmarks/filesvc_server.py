@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from tests.benchmarks.common import BenchError, log
-from tests.benchmarks.processes import free_port, stop_process, tail, wait_until
+from tests.benchmarks.processes import free_port, start_logged, stop_process, tail, wait_until
 from tests.benchmarks.procfs import (
     listening_socket_inode,
     owns_socket,
@@ -77,15 +77,7 @@ class FilesvcServer:
             out = (migrate.stdout + migrate.stderr)[-3000:]
             raise BenchError(f"filesvc migrate exited {migrate.returncode}:\n{out}")
         cmd = [str(self.bin), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
-        with self.log_path.open("wb") as log_file:
-            self.proc = subprocess.Popen(
-                cmd,
-                env=self._env(),
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        self.proc = start_logged(cmd, self.log_path, env=self._env())
         try:
             wait_until(self._healthy, 60, "filesvc /healthz", self.proc)
         except BenchError as exc:

@@ -12,7 +12,7 @@ from pathlib import Path
 from string import Template
 
 from tests.benchmarks.common import BenchError, log
-from tests.benchmarks.processes import free_port, stop_process, tail, wait_until
+from tests.benchmarks.processes import free_port, start_logged, stop_process, tail, wait_until
 from tests.benchmarks.transfers import curl_download, curl_upload, download_sha256
 
 # One worker, like the single filesvc worker it is compared with; the same on every run.
@@ -156,16 +156,7 @@ class NginxReference:
         check = subprocess.run([*self._base_cmd(), "-t"], capture_output=True, text=True)
         if check.returncode != 0:
             raise BenchError(f"nginx -t rejected the config:\n{check.stderr}")
-        log_file = (self.root / "nginx.stdout").open("wb")
-        self.proc = subprocess.Popen(
-            self._base_cmd(),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        log_file.close()
-        proc = self.proc
+        self.proc = proc = start_logged(self._base_cmd(), self.root / "nginx.stdout")
         try:
             wait_until(self._listening, 15, "nginx", proc)
         except BenchError as exc:

@@ -22,6 +22,26 @@ def free_port() -> int:
         return port
 
 
+def start_logged(
+    cmd: list[str],
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start a child server: its output (both streams) to `log_path`, no stdin, in a
+    session of its own so that a signal for the bench does not reach it."""
+    with log_path.open("wb") as log_file:
+        return subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=cwd,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
 def stop_process(proc: subprocess.Popen[bytes], name: str, sig: int = signal.SIGTERM) -> None:
     """Stop one child by its pid: `sig`, then SIGKILL if it is still there after 15 s."""
     if proc.poll() is not None:

@@ -32,7 +32,7 @@ from urllib.parse import urlencode
 
 from tests.benchmarks.common import BenchError, log
 from tests.benchmarks.copyparty import CopypartyReference, install_copyparty
-from tests.benchmarks.processes import free_port, stop_process, tail, wait_until
+from tests.benchmarks.processes import free_port, start_logged, stop_process, tail, wait_until
 from tests.benchmarks.procfs import cpu_seconds
 from tests.benchmarks.wrk import WrkResult, ensure_wrk, put_script, run_wrk
 
@@ -123,15 +123,7 @@ class SmallServer:
         log_path = self.root / "filesvc.log"
         cmd = [str(self.bin), "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         cmd += ["--workers", str(self.workers)]
-        with log_path.open("wb") as log_file:
-            self.proc = subprocess.Popen(
-                cmd,
-                env=self._env(),
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        self.proc = start_logged(cmd, log_path, env=self._env())
         try:
             wait_until(self._healthy, 90, "filesvc /healthz", self.proc)
         except BenchError as exc:

@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 
 from tests.benchmarks.common import MIB, REPO, BenchError
-from tests.benchmarks.processes import free_port, stop_process, tail, wait_until
+from tests.benchmarks.processes import free_port, start_logged, stop_process, tail, wait_until
 from tests.benchmarks.transfers import curl_upload
 
 BUFFER_BYTES = MIB
@@ -139,15 +139,7 @@ class SocketSink:
     def start(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "tests.benchmarks.socket_sink", str(self.port)]
-        with self.log_path.open("wb") as log_file:
-            self.proc = subprocess.Popen(
-                [*cmd, str(self.directory)],
-                cwd=REPO,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        self.proc = start_logged([*cmd, str(self.directory)], self.log_path, cwd=REPO)
         wait_until(lambda: "ready" in tail(self.log_path), 30, "socket sink", self.proc)
 
     def upload(self, src: Path, sha256: str, work: Path) -> None:
